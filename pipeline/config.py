@@ -1,0 +1,201 @@
+"""Run config: YAML under datasets_cfg/, validated by pydantic before anything runs.
+
+A bad config raises `ConfigError` naming the file, the field path and the problem,
+e.g. `datasets_cfg/demo.yaml: stages[1].options.max_clip_s: Input should be greater than 0`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+from .registry import adapter_class, stage_class
+from .stage import RetryPolicy
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Resources(Strict):
+    num_cpus: float = Field(1.0, gt=0, description="CPUs per task (CPU stage) or per actor (model stage)")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per actor (model stages)")
+    actors: int = Field(1, ge=1, description="fixed actor-pool size of a model stage (min = max)")
+
+
+class CorpusSpec(Strict):
+    adapter: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    weight: float = Field(1.0, gt=0, description="share of this corpus in the training mixture")
+
+    @model_validator(mode="after")
+    def _check(self):
+        cls = adapter_class(self.adapter)
+        self.options = cls.Options.model_validate(self.options).model_dump(mode="json", exclude_none=False)
+        return self
+
+
+class StageSpec(Strict):
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+
+    @model_validator(mode="after")
+    def _check(self):
+        cls = stage_class(self.name)
+        self.options = cls.Options.model_validate(self.options).model_dump(mode="json")
+        return self
+
+
+class ShardSpec(Strict):
+    samples_per_shard: int = Field(64, ge=1)
+    include_flac: bool = True
+    include_frames: bool = Field(False, description="write decoded CLIP/sync frames as uint8 .npy members")
+
+
+class RayOptions(Strict):
+    address: str | None = Field(None, description="existing cluster; None starts Ray on this machine")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of the embedded local Ray")
+    max_tasks_in_flight: int = Field(0, ge=0, description="0: twice the cluster's CPUs")
+
+
+class RunConfig(Strict):
+    name: str = "run"
+    partition_size: int = Field(256, ge=1, description="input rows per partition")
+    corpora: list[CorpusSpec] = Field(..., min_length=1)
+    stages: list[StageSpec] = Field(default_factory=list)
+    shards: ShardSpec = Field(default_factory=ShardSpec)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    max_failure_rate: float = Field(0.5, ge=0, le=1, description="abort when failed/in of a stage exceeds this")
+    min_rows_before_abort: int = Field(20, ge=1, description="rows a stage must see before the rate is judged")
+    ray: RayOptions = Field(default_factory=RayOptions)
+
+    @model_validator(mode="after")
+    def _unique_stages(self):
+        names = [s.name for s in self.stages]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"stage listed twice: {sorted(dup)}")
+        return self
+
+    def stage(self, name: str) -> StageSpec:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def canonical(self) -> dict:
+        """What the config hash covers: everything that changes outputs (not where Ray runs)."""
+        d = self.model_dump(mode="json")
+        d.pop("ray", None)
+        return d
+
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.canonical(), sort_keys=True).encode()).hexdigest()
+
+
+def _fmt_loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _apply_override(data: dict, dotted: str, value: Any, source: str) -> None:
+    """`stages.media.options.max_clip_s=5`: list items are addressed by index or by name/adapter."""
+    parts = dotted.split(".")
+    cur: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(cur, list):
+            idx = None
+            if part.isdigit():
+                idx = int(part)
+            else:
+                for j, item in enumerate(cur):
+                    if isinstance(item, dict) and part in (item.get("name"), item.get("adapter")):
+                        idx = j
+                        break
+            if idx is None or idx >= len(cur):
+                raise ConfigError(f"{source}: --set {dotted}: no list item {part!r}")
+            if last:
+                cur[idx] = value
+            else:
+                cur = cur[idx]
+        elif isinstance(cur, dict):
+            if last:
+                cur[part] = value
+            else:
+                cur = cur.setdefault(part, {})
+        else:
+            raise ConfigError(f"{source}: --set {dotted}: {'.'.join(parts[:i])} is not a mapping or list")
+
+
+def _resolve_roots(data: dict, base: Path) -> None:
+    for corpus in data.get("corpora") or []:
+        opts = corpus.get("options") if isinstance(corpus, dict) else None
+        if isinstance(opts, dict):
+            for k in ("root", "csv", "mirror"):
+                v = opts.get(k)
+                if isinstance(v, str) and v and "://" not in v and not Path(v).is_absolute():
+                    opts[k] = str((base / v).resolve())
+
+
+def parse_config(data: Any, source: str = "<config>", overrides: list[str] | None = None,
+                 base_dir: Path | None = None) -> RunConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
+    for ov in overrides or []:
+        if "=" not in ov:
+            raise ConfigError(f"{source}: --set {ov!r}: expected key=value")
+        k, v = ov.split("=", 1)
+        _apply_override(data, k.strip(), yaml.safe_load(v), source)
+    if base_dir is not None:
+        _resolve_roots(data, base_dir)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{source}: {_fmt_loc(e['loc']) or '<top>'}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid config\n  " + "\n  ".join(lines)) from None
+    except KeyError as exc:  # unknown adapter / stage name
+        raise ConfigError(f"{source}: {exc.args[0]}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(data, str(path), overrides, base_dir=path.parent)
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(d, list) and d and all(isinstance(x, dict) for x in d):
+        out = {}
+        for i, v in enumerate(d):
+            name = v.get("name") or v.get("adapter") or str(i)
+            out.update(flatten(v, f"{prefix}.{name}" if prefix else str(name)))
+        return out
+    return {prefix: d}
+
+
+def changed_fields(old: dict, new: dict) -> list[str]:
+    a, b = flatten(old), flatten(new)
+    return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>"))
