@@ -119,3 +119,9 @@ def extra(rec: dict) -> dict:
     """The record's `extra` JSON object as a dict."""
     raw = rec.get("extra")
     return json.loads(raw) if raw else {}
+
+
+def row_seconds_known(row: dict) -> float:
+    """Media seconds a row stands for (0 when not yet known)."""
+    d = row.get("true_duration_s") or row.get("duration_s")
+    return float(d) if d else 0.0

@@ -32,6 +32,8 @@ ADAPTERS: dict[str, str] = {
 
 
 def _load(table: dict[str, str], kind: str, name: str):
+    if ":" in name:  # "package.module:Class": a stage or adapter outside this table (plugins, tests)
+        table = {name: name}
     if name not in table:
         raise KeyError(f"unknown {kind} {name!r}; known: {', '.join(sorted(table))}")
     module, _, attr = table[name].partition(":")

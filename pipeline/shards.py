@@ -1,0 +1,234 @@
+"""WebDataset shards (DESIGN §6): writing, indexing, and streaming them back.
+
+The shard step runs after every partition has passed every stage. Clips are taken
+per split in partition order, then row order, and cut into shards of exactly
+`samples_per_shard` (the last one of a split may be shorter). A shard is written in
+memory with sorted members and a fixed mtime, committed atomically, and recorded
+in a marker; `index.json` is written last. Same rows → byte-identical tars.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import webdataset as wds
+
+from .commit import atomic_write_bytes, atomic_write_json, read_marker
+from .config import ShardSpec
+from .layout import RunLayout
+from .media.frames import decode_frames
+from .partition import load_input
+from .record import BLOB_COLUMNS, RECORD_FIELDS
+
+SHARD_MTIME = 0.0  # fixed member mtime: byte-identical shards on rerun
+TOKEN_COLUMNS = ("tokens",)
+ARRAY_MEMBERS = {  # column → (member name, dtype)
+    "latent": ("latent.npy", np.float16),
+    "clip_features": ("clip.npy", np.float16),
+    "sync_features": ("sync.npy", np.float16),
+    "tokens": ("tokens.npy", np.int32),
+}
+
+
+@dataclass
+class ShardPlan:
+    split: str
+    index: int
+    pieces: list[tuple[int, list[str]]]  # (partition, keys in order)
+
+    @property
+    def nsamples(self) -> int:
+        return sum(len(k) for _, k in self.pieces)
+
+    @property
+    def keys_sha(self) -> str:
+        h = hashlib.sha256()
+        for p, keys in self.pieces:
+            h.update(f"{p}:{','.join(keys)};".encode())
+        return h.hexdigest()
+
+
+def plan_shards(layout: RunLayout, stage_names: list[str], nparts: int, spec: ShardSpec) -> list[ShardPlan]:
+    per_split: dict[str, list[tuple[int, str]]] = {}
+    for p in range(nparts):
+        t = load_input(layout, stage_names, len(stage_names), p, ["key", "split"])
+        for key, split in zip(t["key"].to_pylist(), t["split"].to_pylist() if "split" in t.column_names
+                              else [None] * t.num_rows):
+            per_split.setdefault(split or "train", []).append((p, key))
+    plans = []
+    for split in sorted(per_split):
+        entries = per_split[split]
+        n = spec.samples_per_shard
+        for i in range(math.ceil(len(entries) / n)):
+            pieces: list[tuple[int, list[str]]] = []
+            for p, key in entries[i * n:(i + 1) * n]:
+                if pieces and pieces[-1][0] == p:
+                    pieces[-1][1].append(key)
+                else:
+                    pieces.append((p, [key]))
+            plans.append(ShardPlan(split, i, pieces))
+    return plans
+
+
+def _json_safe(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, list):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    return v
+
+
+def sample_from_row(row: dict, spec: ShardSpec) -> dict:
+    """One WebDataset sample: members sorted by the writer; absent modalities absent."""
+    meta = {k: _json_safe(row.get(k)) for k in RECORD_FIELDS if k in row}
+    for k in ("token_starts", "token_ends", "caption_settings", "transcript_settings"):
+        if row.get(k) is not None:
+            meta[k] = _json_safe(row[k])
+    sample = {"__key__": row["key"],
+              "json": json.dumps(meta, sort_keys=True, ensure_ascii=False).encode("utf-8")}
+    if spec.include_flac and row.get("audio_44k"):
+        sample["flac"] = row["audio_44k"]
+    if spec.include_frames:
+        for col in ("clip_frames", "sync_frames"):
+            if row.get(col):
+                sample[f"{col}.npy"] = _npy(decode_frames(row[col]))
+    for col, (member, dtype) in ARRAY_MEMBERS.items():
+        if row.get(col) is not None:
+            sample[member] = _npy(np.asarray(row[col], dtype=dtype))
+    return sample
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def shard_columns(spec: ShardSpec) -> list[str]:
+    cols = list(RECORD_FIELDS) + ["token_starts", "token_ends", "caption_settings", "transcript_settings"]
+    cols += list(ARRAY_MEMBERS)
+    if spec.include_flac:
+        cols.append("audio_44k")
+    if spec.include_frames:
+        cols += ["clip_frames", "sync_frames"]
+    return cols
+
+
+def write_shard(layout: RunLayout, stage_names: list[str], plan: ShardPlan, spec: ShardSpec) -> dict:
+    """Build one tar in memory, commit it, then its marker. Returns the marker."""
+    buf = io.BytesIO()
+    with wds.TarWriter(buf, mtime=SHARD_MTIME, user="agomni", group="agomni", encoder=False) as sink:
+        for p, keys in plan.pieces:
+            t = load_input(layout, stage_names, len(stage_names), p, shard_columns(spec))
+            t = t.filter(pa.compute.is_in(t["key"], value_set=pa.array(keys, pa.string())))
+            rows = {r["key"]: r for r in t.to_pylist()}
+            for key in keys:
+                sink.write(sample_from_row(rows[key], spec))
+    data = buf.getvalue()
+    path = layout.shard(plan.split, plan.index)
+    meta = atomic_write_bytes(path, data)
+    marker = {"name": path.name, "split": plan.split, "nsamples": plan.nsamples, "keys_sha": plan.keys_sha,
+              "sha256": meta["sha256"], "bytes": meta["bytes"], "outputs": {layout.rel(path): meta}}
+    atomic_write_json(layout.shard_marker(plan.split, plan.index), marker)
+    return marker
+
+
+def committed_shard(layout: RunLayout, plan: ShardPlan) -> dict | None:
+    m = read_marker(layout.shard_marker(plan.split, plan.index))
+    return m if m and m.get("keys_sha") == plan.keys_sha else None
+
+
+def write_index(layout: RunLayout, markers: list[dict]) -> None:
+    by_split: dict[str, list[dict]] = {}
+    for m in markers:
+        by_split.setdefault(m["split"], []).append(
+            {"name": m["name"], "nsamples": m["nsamples"], "sha256": m["sha256"], "bytes": m["bytes"]})
+    for split, shards in by_split.items():
+        shards.sort(key=lambda s: s["name"])
+        atomic_write_json(layout.shard_index(split), {"split": split, "nsamples": sum(s["nsamples"] for s in shards),
+                                                      "shards": shards})
+
+
+def remove_stale_shards(layout: RunLayout, plans: list[ShardPlan]) -> None:
+    """Drop shard files, markers and indexes that the current plan does not produce."""
+    wanted = {layout.shard(pl.split, pl.index).name for pl in plans}
+    root = layout.root / "shards"
+    if root.exists():
+        for f in root.rglob("*"):
+            if f.is_file() and (f.name == "index.json" or f.name not in wanted):
+                f.unlink()
+    mdir = layout.stage_dir("shard")
+    if mdir.exists():
+        for f in mdir.iterdir():
+            if f.name.split(".", 1)[0] + ".tar" not in wanted:
+                f.unlink()
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+class ShardChecksumError(RuntimeError):
+    pass
+
+
+def shard_urls(run_dir: str | Path, split: str, verify: bool = False) -> list[str]:
+    """Shard paths of a split from its index.json; with verify, sha256 and size are checked."""
+    run_dir = Path(run_dir)
+    index_path = RunLayout(run_dir).shard_index(split)
+    try:
+        index = json.loads(index_path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{index_path}: no shard index (has the run finished its shard step?)") from None
+    urls = []
+    for s in index["shards"]:
+        path = index_path.parent / s["name"]
+        if verify:
+            data = path.read_bytes()
+            if len(data) != s["bytes"] or hashlib.sha256(data).hexdigest() != s["sha256"]:
+                raise ShardChecksumError(f"{path}: checksum or size differs from {index_path}")
+        urls.append(str(path))
+    return urls
+
+
+def _decode_sample(sample: dict) -> dict:
+    out = {"__key__": sample["__key__"]}
+    for name, value in sample.items():
+        if name.startswith("__"):
+            continue
+        if name == "json":
+            out["json"] = json.loads(value)
+        elif name.endswith(".npy"):
+            out[name] = np.load(io.BytesIO(value), allow_pickle=False)
+        elif name == "flac":
+            from .media.audio import decode_audio_blob
+
+            out["flac"] = decode_audio_blob(value)
+        else:
+            out[name] = value
+    return out
+
+
+def stream_shards(run_dir: str | Path, split: str, *, resampled: bool = False, shuffle: int = 0,
+                  verify: bool = False, seed: int = 0) -> Iterator[dict]:
+    """Stream decoded samples with webdataset, split by node and by worker.
+
+    One pass by default; `resampled=True` draws shards with replacement forever
+    (the usual setting for multi-GPU training, where epochs are counted in steps).
+    """
+    urls = shard_urls(run_dir, split, verify=verify)
+    if resampled:
+        ds = wds.WebDataset(urls, resampled=True, shardshuffle=False, nodesplitter=None, seed=seed)
+    else:
+        ds = wds.WebDataset(urls, shardshuffle=False, nodesplitter=wds.split_by_node,
+                            workersplitter=wds.split_by_worker)
+    if shuffle:
+        ds = ds.shuffle(shuffle, seed=seed)
+    return iter(ds.map(_decode_sample))
