@@ -22,6 +22,14 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _validated(model: type[BaseModel], options: dict) -> dict:
+    """Validate plugin options; errors keep their path under `options.` (pydantic drops it here)."""
+    try:
+        return model.model_validate(options).model_dump(mode="json")
+    except ValidationError as exc:
+        raise ValueError("; ".join(f"options.{_fmt_loc(e['loc'])}: {e['msg']}" for e in exc.errors())) from None
+
+
 class Resources(Strict):
     num_cpus: float = Field(1.0, gt=0, description="CPUs per task (CPU stage) or per actor (model stage)")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per actor (model stages)")
@@ -35,8 +43,7 @@ class CorpusSpec(Strict):
 
     @model_validator(mode="after")
     def _check(self):
-        cls = adapter_class(self.adapter)
-        self.options = cls.Options.model_validate(self.options).model_dump(mode="json", exclude_none=False)
+        self.options = _validated(adapter_class(self.adapter).Options, self.options)
         return self
 
 
@@ -47,8 +54,7 @@ class StageSpec(Strict):
 
     @model_validator(mode="after")
     def _check(self):
-        cls = stage_class(self.name)
-        self.options = cls.Options.model_validate(self.options).model_dump(mode="json")
+        self.options = _validated(stage_class(self.name).Options, self.options)
         return self
 
 
@@ -140,7 +146,7 @@ def _resolve_roots(data: dict, base: Path) -> None:
     for corpus in data.get("corpora") or []:
         opts = corpus.get("options") if isinstance(corpus, dict) else None
         if isinstance(opts, dict):
-            for k in ("root", "csv", "mirror"):
+            for k in ("root",):
                 v = opts.get(k)
                 if isinstance(v, str) and v and "://" not in v and not Path(v).is_absolute():
                     opts[k] = str((base / v).resolve())

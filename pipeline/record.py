@@ -26,6 +26,7 @@ CLIP_SCHEMA = pa.schema(
         ("source_id", pa.string()),
         ("media_uri", pa.string()),  # local path, http(s) URL or "youtube:<id>"
         ("media_path", pa.string()),  # local file after the fetch stage (None before)
+        ("media_offset_s", pa.float64()),  # media_path starts this far into the source (clip-span downloads)
         ("start_s", pa.float64()),
         ("duration_s", pa.float64()),  # None when unknown until decoded
         ("split", pa.string()),

@@ -16,6 +16,7 @@ Model stages subclass `ModelStage`, implement `setup` (load once per actor) and
 """
 from __future__ import annotations
 
+import gc
 import random
 import time
 import traceback
@@ -189,37 +190,48 @@ class ModelStage(Stage):
                 chosen.append(row)
             else:
                 outcomes[row["key"]] = Outcome(row["key"], "ok", [{}])
-        for batch in self.batches(chosen, self.options.batch_seconds):
-            for key, out in self._run_batch(batch, self.options.batch_seconds):
-                outcomes[key] = out
+        # Batches are cut one at a time: after an out-of-memory, the rest of the partition
+        # starts at the size that fitted instead of failing from full size again.
+        if getattr(self, "_fitting_seconds", None) is None:
+            self._fitting_seconds = self.options.batch_seconds
+        for key, out in self._run_rows(chosen):
+            outcomes[key] = out
         return [outcomes[r["key"]] for r in rows]
 
-    def _run_batch(self, batch: list[dict], seconds: float) -> Iterator[tuple[str, Outcome]]:
+    def _run_rows(self, rows: list[dict]) -> list[tuple[str, Outcome]]:
+        done: list[tuple[str, Outcome]] = []
+        pos = 0
+        while pos < len(rows):
+            batch = next(self.batches(rows[pos:], self._fitting_seconds))
+            pos += len(batch)
+            done += self._run_batch(batch)
+        return done
+
+    def _run_batch(self, batch: list[dict]) -> list[tuple[str, Outcome]]:
+        out_of_memory = False
         try:
             results = self.process_batch(batch)
         except Exception as exc:  # noqa: BLE001
-            if is_out_of_memory(exc) and len(batch) > 1:
-                self.on_out_of_memory()
-                half = max(row_seconds(r) for r in batch)
-                half = max(half, seconds / 2)
-                mid = len(batch) // 2
-                for part in (batch[:mid], batch[mid:]):
-                    yield from self._run_batch(part, half)
-                return
-            for row in batch:
-                yield row["key"], self.outcome_for(row["key"], exc)
-            return
+            if not (is_out_of_memory(exc) and len(batch) > 1):
+                return [(row["key"], self.outcome_for(row["key"], exc)) for row in batch]
+            out_of_memory = True
+        if out_of_memory:
+            # Retried only here, after the except block: the exception's traceback keeps the
+            # failed attempt's frames (and their tensors) alive while it is being handled.
+            # The batch is halved (in seconds) and its rows re-cut at that size.
+            self.on_out_of_memory()
+            half = sum(row_seconds(r) for r in batch[: len(batch) // 2])
+            self._fitting_seconds = min(self._fitting_seconds, half)
+            return self._run_rows(batch)
         if len(results) != len(batch):
             raise RuntimeError(f"{self.name}: process_batch returned {len(results)} results for {len(batch)} rows")
-        for row, res in zip(batch, results):
-            if isinstance(res, BaseException):
-                yield row["key"], self.outcome_for(row["key"], res)
-            else:
-                yield row["key"], Outcome(row["key"], "ok", [res])
+        return [(row["key"], self.outcome_for(row["key"], res) if isinstance(res, BaseException)
+                 else Outcome(row["key"], "ok", [res])) for row, res in zip(batch, results)]
 
     def on_out_of_memory(self) -> None:
         """Free what can be freed before the halved batch runs."""
         self.counts["oom_halvings"] += 1
+        gc.collect()
         try:
             import torch
 

@@ -88,8 +88,13 @@ class QwenOmniCaptioner:
 
     def load(self) -> None:
         import torch
-        from transformers import (AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoTokenizer,
-                                  Qwen2_5OmniThinkerForConditionalGeneration)
+        from transformers import (
+            AutoConfig,
+            AutoFeatureExtractor,
+            AutoImageProcessor,
+            AutoTokenizer,
+            Qwen2_5OmniThinkerForConditionalGeneration,
+        )
 
         kw = self._hub_kwargs()
         config = AutoConfig.from_pretrained(self.model_name, **kw)
@@ -214,6 +219,3 @@ class QwenOmniCaptioner:
             out = self.model.generate(**inputs, **gen)
         new_tokens = out[:, inputs["input_ids"].shape[1]:]
         return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-
-    def hit_token_limit(self, text_tokens: int) -> bool:
-        return text_tokens >= self.max_new_tokens

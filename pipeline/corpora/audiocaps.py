@@ -5,8 +5,8 @@ rows with the same (youtube_id, start_time) become one clip with all its caption
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from pydantic import Field
 

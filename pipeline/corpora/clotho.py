@@ -4,8 +4,8 @@ Python-repr list, per-file license). Audio lives in `<split>/<file name>`; names
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from pydantic import Field
 

@@ -7,8 +7,9 @@ import csv
 import logging
 import sys
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pydantic import Field, field_validator
 
@@ -28,9 +29,12 @@ class CorpusFormatError(ValueError):
 
 
 def resolve(root: Path, relative: str | Path) -> Path:
-    """`root / relative` (an absolute option path is kept as is)."""
+    """`root / relative` as an absolute path (an absolute option path is kept as is).
+
+    Local media URIs must be absolute: a relative URI means "needs fetching" downstream.
+    """
     p = Path(relative)
-    return p if p.is_absolute() else Path(root) / p
+    return p if p.is_absolute() else Path(root).absolute() / p
 
 
 def inside(base: Path, relative: str) -> Path | None:
@@ -43,7 +47,7 @@ def inside(base: Path, relative: str) -> Path | None:
     rel = Path(relative)
     if rel.is_absolute() or ".." in rel.parts:
         return None
-    path = Path(base) / rel
+    path = Path(base).absolute() / rel
     try:
         path.resolve().relative_to(Path(base).resolve())
     except ValueError:  # a symlink pointing out of the corpus
@@ -81,11 +85,9 @@ def csv_rows(path: Path, *, encoding: str = "utf-8", delimiter: str = ",",
              quoting: int = csv.QUOTE_MINIMAL) -> Iterator[tuple[int, list[str]]]:
     """(line number, cells) for every non-empty row; decoding errors name the file and line."""
     csv.field_size_limit(CSV_FIELD_LIMIT)
-    try:
-        fh = open(path, newline="", encoding=encoding)
-    except FileNotFoundError:
-        raise CorpusFormatError(f"{path}: file not found") from None
-    with fh:
+    if not Path(path).is_file():
+        raise CorpusFormatError(f"{path}: file not found")
+    with open(path, newline="", encoding=encoding) as fh:
         reader = csv.reader(fh, delimiter=delimiter, quoting=quoting)
         try:
             for cells in reader:
@@ -157,7 +159,7 @@ class YouTubeSource:
             source_id: str | None = None) -> str:
         if self.mirror is not None:
             name = self.pattern.format(
-                id=video_id, start=int(start_s), start_ms=int(round(start_s * 1000)),
+                id=video_id, start=int(start_s), start_ms=round(start_s * 1000),
                 end=int(end_s) if end_s is not None else 0, source_id=source_id or video_id)
             path = inside(self.mirror, name)
             if path is not None and path.is_file():

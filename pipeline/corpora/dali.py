@@ -12,14 +12,15 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pydantic import Field
 
-from .common import CorpusFormatError, YouTubeOptions, YouTubeSource
 from .base import CorpusAdapter
-from .lyrics import LyricLine, SongOptions, Timed, song_clip_records, song_clips
+from .common import YOUTUBE_PREFIX, CorpusFormatError, YouTubeOptions, YouTubeSource
+from .lyrics import LyricLine, SongOptions, Timed, probe_audio_duration, song_clip_records, song_clips
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class DALIAdapter(CorpusAdapter):
     default_license = "DALI annotations CC-BY-4.0; media: YouTube terms of each video"
 
     def _files(self) -> list[Path]:
-        folder = Path(self.options.root) / self.options.annotations_dir
+        folder = Path(self.options.root).absolute() / self.options.annotations_dir
         if not folder.is_dir():
             raise CorpusFormatError(f"{folder}: DALI annotation folder not found")
         return sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith((*JSON_SUFFIXES, PICKLE_SUFFIX)))
@@ -105,11 +106,14 @@ class DALIAdapter(CorpusAdapter):
             return
         dali_id = str(info.get("id") or path.name.split(".")[0])
         lines = self._lines(path, annot)
-        clips = song_clips(lines, self.options, None)
+        uri = source.uri(yt, source_id=dali_id)
+        local = not uri.startswith(YOUTUBE_PREFIX)
+        song_end = probe_audio_duration(Path(uri)) if local and self.options.probe_duration else None
+        clips = song_clips(lines, self.options, song_end)
         meta = info.get("metadata") or {}
         language = str(meta.get("language") or "").lower()
         yield from song_clip_records(
-            self.name, dali_id, source.uri(yt, source_id=dali_id), clips, split=self.options.split,
+            self.name, dali_id, uri, clips, split=self.options.split,
             has_video=False, has_audio=True, language=LANGUAGES.get(language, language or None),
             extra={"youtube_id": yt, "artist": info.get("artist"), "title": info.get("title"),
                    "ground_truth": info.get("ground-truth"), "genres": meta.get("genres"),

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from pydantic import Field
 
@@ -31,7 +31,7 @@ class InternVidAdapter(CorpusAdapter):
     default_license = "InternVid CC-BY-NC-SA-4.0 (annotations); media: YouTube terms of each video"
 
     def input_files(self) -> list[Path]:
-        root = Path(self.options.root)
+        root = Path(self.options.root).absolute()
         files: list[Path] = []
         for pattern in self.options.files:
             files.extend(sorted(root.glob(pattern)))

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
+import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from pydantic import Field
 
@@ -66,6 +67,7 @@ class JamendoLyricsAdapter(CorpusAdapter):
                 warn_row(meta, line, f"Filepath {row['Filepath']!r} escapes the audio folder")
                 self.skip("unsafe_file_name")
                 continue
+            source_id = unicodedata.normalize("NFC", Path(row["Filepath"].strip()).stem)
             audio = find_unicode_variant(audio)
             stem = audio.stem
             try:
@@ -81,7 +83,7 @@ class JamendoLyricsAdapter(CorpusAdapter):
             clips = song_clips(lines, self.options, song_end)
             language = row["Language"].strip()
             yield from song_clip_records(
-                self.name, stem, str(audio), clips, split=self.options.split,
+                self.name, source_id, str(audio), clips, split=self.options.split,
                 license=row["LicenseType"].strip() or None, has_video=False, has_audio=True,
                 language=LANGUAGES.get(language.lower(), language.lower() or None),
                 extra={"artist": row["Artist"], "title": row["Title"], "genre": row["Genre"], "url": row["URL"],

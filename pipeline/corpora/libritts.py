@@ -7,8 +7,9 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -38,10 +39,10 @@ class LibriTTSAdapter(CorpusAdapter):
     def variant(self) -> str:
         if self.options.variant != "auto":
             return self.options.variant
-        return "libritts_r" if Path(self.options.root).name.lower() == "libritts_r" else "libritts"
+        return "libritts_r" if Path(self.options.root).absolute().name.lower() == "libritts_r" else "libritts"
 
     def _subset_dirs(self) -> list[Path]:
-        root = Path(self.options.root)
+        root = Path(self.options.root).absolute()
         if self.options.subsets is not None:
             dirs = [resolve(root, s) for s in self.options.subsets]
             missing = [str(d) for d in dirs if not d.is_dir()]
@@ -54,7 +55,7 @@ class LibriTTSAdapter(CorpusAdapter):
         return dirs
 
     def _speaker_files(self) -> list[Path]:
-        root = Path(self.options.root)
+        root = Path(self.options.root).absolute()
         return [p for p in (root / "speakers.tsv", root / "SPEAKERS.txt") if p.is_file()]
 
     def input_files(self) -> list[Path]:
@@ -66,7 +67,7 @@ class LibriTTSAdapter(CorpusAdapter):
     def speakers(self) -> dict[str, dict]:
         """speaker id → {gender, subset, name}; speakers.tsv wins over SPEAKERS.txt."""
         out: dict[str, dict] = {}
-        root = Path(self.options.root)
+        root = Path(self.options.root).absolute()
         if (root / "SPEAKERS.txt").is_file():
             out.update(parse_speakers_txt(root / "SPEAKERS.txt"))
         if (root / "speakers.tsv").is_file():

@@ -3,8 +3,8 @@ csv.QUOTE_NONE (bare quotes occur inside the text). Audio in `wavs/<id>.wav`."""
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from pydantic import Field
 

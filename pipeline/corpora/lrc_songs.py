@@ -7,8 +7,8 @@ media stage windows.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from pydantic import Field
 
@@ -38,7 +38,7 @@ class LRCSongsAdapter(CorpusAdapter):
     default_license = "unknown (user-provided songs)"
 
     def _audio_files(self) -> list[Path]:
-        root = Path(self.options.root)
+        root = Path(self.options.root).absolute()
         exts = {e.lower() for e in self.options.audio_extensions}
         walker = root.rglob("*") if self.options.recursive else root.glob("*")
         return sorted(p for p in walker if p.is_file() and p.suffix.lower() in exts and not p.name.startswith("._"))
@@ -47,7 +47,7 @@ class LRCSongsAdapter(CorpusAdapter):
         return [a.with_suffix(LRC_EXTENSION) for a in self._audio_files() if a.with_suffix(LRC_EXTENSION).is_file()]
 
     def iter_records(self) -> Iterator[dict]:
-        root = Path(self.options.root)
+        root = Path(self.options.root).absolute()
         seen: set[str] = set()
         for audio in self._audio_files():
             source_id = audio.relative_to(root).with_suffix("").as_posix()

@@ -7,8 +7,8 @@ clip; the table may be empty); LRS3 v0.4 adds a `FRAME X Y W H` face-box table (
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from pydantic import Field
 
@@ -33,7 +33,7 @@ class LRSTranscript:
         self.text, self.conf, self.ref, self.words, self.face_frames = text, conf, ref, words, face_frames
 
     @classmethod
-    def parse(cls, content: str, source: str = "<lrs txt>") -> "LRSTranscript":
+    def parse(cls, content: str, source: str = "<lrs txt>") -> LRSTranscript:
         header: dict[str, str] = {}
         words: list[dict] = []
         face_frames = 0
@@ -95,7 +95,7 @@ class LRSAdapter(CorpusAdapter):
 
     def _entries(self) -> Iterator[tuple[str, str, Path]]:
         """(split, source id, txt path) of every clip."""
-        root = Path(self.options.root)
+        root = Path(self.options.root).absolute()
         if self.options.filelists:
             folder = resolve(root, self.options.filelist_folder)
             for split, rel in self.options.filelists.items():

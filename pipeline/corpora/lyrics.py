@@ -17,13 +17,12 @@ from pydantic import Field
 from pipeline.record import new_record
 
 from .base import AdapterOptions
-
 from .timefmt import TimeFormatError, parse_time
 
 MS_PER_S = 1000.0
 _TAG = re.compile(r"\[([^\[\]]*)\]")
 _WORD_TAG = re.compile(r"<(\d+:\d+(?:\.\d+)?)>")
-_ID_TAG = re.compile(r"^([A-Za-z#]+)\s*:(.*)$", re.S)
+_ID_TAG = re.compile(r"^([A-Za-z#]+)\s*:(.*)$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ class LrcDocument:
 
 
 class LrcError(ValueError):
-    pass
+    """An LRC file (or line list) that cannot be turned into timed lines."""
 
 
 def _parse_words(body: str, offset_s: float) -> tuple[str, list[Timed], float | None]:
@@ -255,16 +254,16 @@ class SongOptions(AdapterOptions):
 
 def probe_audio_duration(path: Path) -> float | None:
     """Duration from the container header (no decoding); None when unreadable."""
-    try:
-        import av
+    import av
 
+    try:
         with av.open(str(path)) as container:
             if container.duration is not None:
                 return container.duration / av.time_base
             stream = container.streams.audio[0]
             if stream.duration is not None and stream.time_base is not None:
                 return float(stream.duration * stream.time_base)
-    except Exception:  # av raises many error types for unreadable files
+    except (av.error.FFmpegError, OSError, IndexError, ValueError):
         return None
     return None
 

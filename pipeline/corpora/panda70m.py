@@ -7,8 +7,9 @@ to the clip; cells can be very long. One clip record per timestamp pair.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pydantic import Field
 
@@ -38,7 +39,7 @@ class Panda70MAdapter(CorpusAdapter):
     default_license = "Panda-70M research use; media: YouTube terms of each video"
 
     def _files(self) -> list[tuple[str, Path]]:
-        root = Path(self.options.root)
+        root = Path(self.options.root).absolute()
         wanted = self.options.splits
         out = []
         for split, pattern in self.options.files.items():

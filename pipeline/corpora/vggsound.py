@@ -5,8 +5,8 @@ Clips are CLIP_S seconds from the start; the same video id appears with other st
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from pydantic import Field
 
@@ -20,7 +20,7 @@ COLUMNS = ("youtube_id", "start_seconds", "label", "split")
 
 
 class VGGSoundOptions(YouTubeOptions):
-    csv: str = Field("vggsound.csv", description="the metadata CSV (relative to root)")
+    metadata: str = Field("vggsound.csv", description="the metadata CSV (relative to root)")
     clip_s: float = Field(CLIP_S, gt=0, description="clip length from each start")
 
 
@@ -31,7 +31,7 @@ class VGGSoundAdapter(CorpusAdapter):
 
     @property
     def csv_path(self) -> Path:
-        return resolve(self.options.root, self.options.csv)
+        return resolve(self.options.root, self.options.metadata)
 
     def input_files(self) -> list[Path]:
         return [self.csv_path]

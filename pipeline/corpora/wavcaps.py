@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pydantic import Field
 
@@ -70,7 +71,7 @@ class WavCapsAdapter(CorpusAdapter):
     def _blacklist_files(self) -> list[Path]:
         if not self.options.blacklist_glob:
             return []
-        root = Path(self.options.root)
+        root = Path(self.options.root).absolute()
         return sorted(root.glob(self.options.blacklist_glob))
 
     def input_files(self) -> list[Path]:

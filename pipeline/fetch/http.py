@@ -76,7 +76,7 @@ def download(url: str, dest: Path, opts: HttpOptions) -> Downloaded:
         raise _error(cls, f"{url}: HTTP {exc.code} {exc.reason}", retry_after) from None
     except urllib.error.URLError as exc:
         raise _network_error(url, exc.reason) from None
-    except (TimeoutError, socket.timeout, ConnectionError, http.client.HTTPException, OSError) as exc:
+    except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
         raise _network_error(url, exc) from None
     with resp:
         announced = resp.headers.get("Content-Length")
@@ -101,7 +101,7 @@ def _stream_body(url: str, resp, dest: Path, opts: HttpOptions) -> int:
                 raise _error(classes.TRUNCATED,
                              f"{url}: body ended after {nbytes + len(exc.partial)} bytes "
                              f"({exc.expected} more expected)") from None
-            except (TimeoutError, socket.timeout, ConnectionError, OSError) as exc:
+            except (TimeoutError, ConnectionError, OSError) as exc:
                 raise _network_error(url, exc) from None
             if not chunk:
                 return nbytes

@@ -1,0 +1,77 @@
+"""Fault injection: kill -9 the whole run at random moments; a rerun must finish with exactly
+the shards of an uninterrupted run (same keys, no duplicates, byte-identical tars)."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.shards import stream_shards
+from tests.runner_fixtures import make_tone_corpus, tone_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def preprocess_cmd(cfg: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "jobs.cli", "preprocess", str(cfg), "--out", str(out)]
+
+
+def run_to_end(cfg: Path, out: Path) -> None:
+    r = subprocess.run(preprocess_cmd(cfg, out), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def shard_files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted((out / "shards").rglob("*")) if p.is_file()}
+
+
+def kill_group_at(cmd: list[str], after_s: float) -> bool:
+    """Start cmd in its own process group, SIGKILL the group after `after_s`. True if it was killed."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        proc.wait(timeout=after_s)
+        return False
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return True
+
+
+def test_kill9_at_random_moments_then_rerun_matches_uninterrupted(tmp_path):
+    corpus = make_tone_corpus(tmp_path / "corpus", n=12, missing=(4,))
+    cfg_path = tmp_path / "run.yaml"
+    cfg = tone_config(corpus, sleep_s=0.2)
+    cfg["ray"] = {"num_cpus": 2}
+    cfg_path.write_text(yaml.safe_dump(cfg))
+
+    baseline = tmp_path / "baseline"
+    t0 = time.time()
+    run_to_end(cfg_path, baseline)
+    full_s = time.time() - t0
+    expected = shard_files(baseline)
+    expected_keys = sorted(s["__key__"] for split in ("train", "test") for s in stream_shards(baseline, split))
+    assert len(expected_keys) == 11
+
+    rng = random.Random(1234)
+    kills = 0
+    for trial in range(3):
+        out = tmp_path / f"trial{trial}"
+        # several kills per trial, at random moments across the run's life (start-up included)
+        for _ in range(2):
+            kills += kill_group_at(preprocess_cmd(cfg_path, out), rng.uniform(1.0, full_s * 0.9))
+        run_to_end(cfg_path, out)
+        assert shard_files(out) == expected, f"trial {trial}: shards differ from the uninterrupted run"
+        keys = [s["__key__"] for split in ("train", "test") for s in stream_shards(out, split, verify=True)]
+        assert sorted(keys) == expected_keys and len(keys) == len(set(keys))
+        leftovers = [p for p in out.rglob("*") if ".tmp-" in p.name]
+        assert not leftovers, leftovers
+    assert kills >= 3, "the kills landed after the runs had finished: nothing was tested"
