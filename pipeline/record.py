@@ -36,7 +36,7 @@ CLIP_SCHEMA = pa.schema(
         ("has_audio", pa.bool_()),
         ("label", pa.string()),
         ("caption", pa.string()),
-        ("caption_model", pa.string()),  # name@revision, or "metadata:<corpus>"
+        ("caption_model", pa.string()),  # name@revision, "metadata:<corpus>" or "template:<corpus>"
         ("captions", pa.list_(pa.string())),  # all captions the corpus gives
         ("transcript", pa.string()),
         ("transcript_model", pa.string()),
