@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from model.config import MMDiTConfig
+from model.inputs import has_values
 
 # number of vectors concatenated into the global MLP: timestep, start, duration, CLIP, caption
 _GLOBAL_PARTS = 5
@@ -68,7 +69,7 @@ def resample_by_time(
     features: [B, S, D]; lengths: [B] (>= 1) -> [B, dst_frames, D]
     """
     B, S, D = features.shape
-    if bool((lengths < 1).any()) or bool((lengths > S).any()):
+    if has_values(lengths) and (bool((lengths < 1).any()) or bool((lengths > S).any())):
         raise ValueError(f"source lengths must be within [1, {S}], got {lengths.tolist()}")
     centres = (torch.arange(dst_frames, device=features.device, dtype=torch.float64) + 0.5) / dst_rate
     src_pos = centres * src_rate - 0.5  # fractional source index, [T]

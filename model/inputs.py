@@ -16,6 +16,12 @@ import torch
 from torch import Tensor
 
 MODALITIES = ("video", "caption", "voice")
+
+
+def has_values(t: Tensor) -> bool:
+    """False for meta tensors (parameter and FLOP counting), whose values cannot be checked."""
+    return t.device.type != "meta"
+
 MODALITY_ALIASES = {
     "video": "video",
     "caption": "caption",
@@ -57,7 +63,7 @@ class Conditions:
         B, T = self.latent_mask.shape
         if self.start_s.shape != (B,) or self.duration_s.shape != (B,):
             raise ValueError(f"start_s and duration_s must have shape ({B},)")
-        if not bool(self.latent_mask.any(1).all()):
+        if has_values(self.latent_mask) and not bool(self.latent_mask.any(1).all()):
             raise ValueError("every sample needs at least one real latent frame (latent_mask)")
         for feat, mask, name in (
             (self.clip, self.clip_mask, "clip"),
@@ -98,7 +104,7 @@ class Conditions:
         )
         if flag is None:
             return available
-        if bool((flag & ~available).any()):
+        if has_values(flag) and bool((flag & ~available).any()):
             raise ValueError(f"{modality} marked present for a sample without any real {source} token")
         return flag.to(torch.bool)
 

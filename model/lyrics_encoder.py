@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.config import LyricsEncoderConfig
+from model.inputs import has_values
 
 # the sinusoidal table uses the Transformer's 10000 base
 _SINUSOID_BASE = 10000.0
@@ -91,7 +92,7 @@ class LyricsEncoder(nn.Module):
             raise ValueError(
                 f"{length} VoiceBPE positions exceed the encoder's table of {self.cfg.max_positions}"
             )
-        real = ids[mask]
+        real = ids[mask] if has_values(ids) else ids.new_zeros(0)
         if real.numel() and (int(real.min()) < 0 or int(real.max()) >= self.cfg.vocab_size):
             raise ValueError(
                 f"VoiceBPE id out of range [0, {self.cfg.vocab_size}): min {int(real.min())}, max {int(real.max())}"

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from .commit import atomic_write_json, atomic_write_parquet
 from .config import RunConfig
+from .errors import ConfigError
 from .layout import INGEST, RunLayout
 from .partition import REJECT_SCHEMA
 from .record import records_to_table, row_seconds_known
@@ -53,7 +54,11 @@ def read_corpora(cfg: RunConfig) -> tuple[list[dict], dict[str, CorpusSummary], 
         h = hashlib.sha256()
         for f in sorted(adapter.input_files()):
             h.update(str(f).encode())
-            h.update(Path(f).read_bytes())
+            try:
+                h.update(Path(f).read_bytes())
+            except OSError as exc:
+                raise ConfigError(f"corpora[{i}] ({spec.adapter}): cannot read metadata file {f}: "
+                                  f"{exc.strerror or exc}") from None
         fingerprint[label] = h.hexdigest()
         s = CorpusSummary(label)
         for rec in adapter.records():
@@ -84,16 +89,16 @@ def commit_ingest(layout: RunLayout, records: list[dict], partition_size: int, c
         ok, rejects = [], []
         for rec in chunk:
             status = rec.get("status")
-            if rec["key"] in seen:
+            if status and status != "ok":  # the adapter already ended this row
+                rejects.append({"key": rec["key"], "status": status,
+                                "message": (rec.get("extra") or "")[:500], "attempts": 1})
+            elif rec["key"] in seen:
                 rejects.append({"key": rec["key"], "status": "filtered:duplicate_key",
                                 "message": f"key already used by an earlier row ({rec.get('media_uri')})",
                                 "attempts": 1})
-            elif status and status != "ok":
-                rejects.append({"key": rec["key"], "status": status,
-                                "message": (rec.get("extra") or "")[:500], "attempts": 1})
             else:
                 ok.append({**rec, "status": "ok"})
-            seen.add(rec["key"])
+                seen.add(rec["key"])
         if only is not None and p not in only:
             continue
         ok_t = records_to_table(ok, extra_columns=False) if ok else records_to_table([{"key": None}]).slice(0, 0)

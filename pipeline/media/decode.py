@@ -284,9 +284,14 @@ class SourceDecoder:
         for i in range(len(self.spans)):
             self._open_next(i)
         first_start = min(sp.start for sp in self.spans)
+        seeked = False
         if first_start > self.s.seek_min_s:
             target = first_start - self.s.seek_preroll_s + origin
-            container.seek(int(target * av.time_base), backward=True)
+            try:
+                container.seek(int(target * av.time_base), backward=True)
+                seeked = True
+            except av.FFmpegError:  # not seekable: decode from the start
+                pass
 
         decoded_any = False
         try:
@@ -309,6 +314,11 @@ class SourceDecoder:
             if not decoded_any:
                 raise PermanentError("undecodable", f"{self.path}: {exc}") from None
             info.truncated = True
+        if not decoded_any and seeked:  # nothing after the seek point: every span starts past the end
+            info.has_audio, info.has_video = audio_stream is not None, video_stream is not None
+            info.duration_s = self._metadata_duration(container, video_stream or audio_stream, origin)
+            self._finish_all_at_eof()
+            return
         if not decoded_any:
             raise PermanentError("undecodable", f"{self.path}: no frame could be decoded "
                                                 f"({info.packets_undecodable} packets failed)")
