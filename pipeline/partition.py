@@ -65,13 +65,11 @@ def outcomes_to_tables(stage: type[Stage], outcomes: list[Outcome]) -> tuple[pa.
         if o.ok:
             for r in o.rows:
                 ok_rows.append(r if stage.fans_out else {"key": o.key, **r})
-    if stage.fans_out:
-        ok = records_to_table(ok_rows)
-    else:
-        cols = ["key", *stage.writes]
-        ok = records_to_table([{c: r.get(c) for c in cols} for r in ok_rows]) if ok_rows else None
-        if ok is None:
-            ok = records_to_table([{c: None for c in cols}]).slice(0, 0)
+    cols = ["key", *stage.writes]
+    if ok_rows:
+        ok = records_to_table(ok_rows if stage.fans_out else [{c: r.get(c) for c in cols} for r in ok_rows])
+    else:  # nothing passed: an empty table that still has the columns a join needs
+        ok = records_to_table([{c: None for c in cols}]).slice(0, 0)
     rej = pa.Table.from_pylist(
         [{"key": o.key, "status": o.status, "message": o.message, "attempts": o.attempts}
          for o in outcomes if not o.ok], schema=REJECT_SCHEMA)

@@ -63,9 +63,19 @@ def espeak_wav(text: str, path: Path, voice: str = "en", words_per_minute: int =
     return Path(path)
 
 
+LEVEL_BASE, LEVEL_STEP, LEVEL_SPAN = 16, 9, 220
+
+
+def frame_level(i: int) -> int:
+    """Grey level of frame i of a `levels=True` video (neighbours differ by LEVEL_STEP)."""
+    return LEVEL_BASE + (i * LEVEL_STEP) % LEVEL_SPAN
+
+
 def encode_video(path: Path, seconds: float, fps: int, width: int, height: int,
-                 audio_rate: int | None = None) -> Path:
-    """A moving-gradient h264 video (and a 330 Hz AAC tone when `audio_rate` is set), encoded with PyAV."""
+                 audio_rate: int | None = None, levels: bool = False) -> Path:
+    """An h264 video encoded with PyAV: a moving gradient, or (levels=True) frame i a uniform
+    grey of `frame_level(i)`, so a decoded picture tells which frame it is; with a 330 Hz AAC
+    tone when `audio_rate` is set."""
     with av.open(str(path), "w") as out:
         v = out.add_stream("h264", rate=fps)
         v.width, v.height, v.pix_fmt = width, height, "yuv420p"
@@ -74,7 +84,10 @@ def encode_video(path: Path, seconds: float, fps: int, width: int, height: int,
             a = out.add_stream("aac", rate=audio_rate, layout="mono")
         ys, xs = np.mgrid[0:height, 0:width]
         for i in range(int(round(seconds * fps))):
-            img = np.stack([(xs + 4 * i) % 256, (ys + 2 * i) % 256, np.full_like(xs, (8 * i) % 256)], -1)
+            if levels:
+                img = np.full((height, width, 3), frame_level(i))
+            else:
+                img = np.stack([(xs + 4 * i) % 256, (ys + 2 * i) % 256, np.full_like(xs, (8 * i) % 256)], -1)
             frame = av.VideoFrame.from_ndarray(img.astype(np.uint8), format="rgb24")
             for packet in v.encode(frame):
                 out.mux(packet)

@@ -4,15 +4,17 @@ How a batch runs (faster-whisper 1.2.1):
 
 1. Silero VAD (faster-whisper's bundled copy) finds the voiced regions of every clip; a
    clip without any is reported as having no speech and never reaches the model.
-2. Each clip's voiced span (first region start .. last region end) is cut into windows of
-   at most `chunk_length` seconds (one window for the usual ≤ 10 s clip).
+2. Each clip's voiced span (first region start .. last region end) is cut into pieces of
+   at most `chunk_length` seconds (one piece for the usual ≤ 10 s clip).
 3. Clips are grouped by language (given by the row, else detected per clip with one
    batched encoder pass; English-only models are always "en").
-4. Per language, the clips are laid end to end in one stream and handed to
-   `BatchedInferencePipeline.transcribe` with `clip_timestamps` = the windows, so the
-   decoder runs `decode_batch_size` windows of different clips at once. Each returned
-   segment carries `seek` (its window's start, in feature frames), which maps it back to
-   its clip; word times are shifted back to the clip's own start.
+4. Per language, the pieces are laid end to end in one stream with `pack_gap_s` of silence
+   between them, and packed into 30 s decoder windows (`pack_clips`: the encoder always
+   sees 30 s, so a 3 s clip alone wastes 90 % of it). The windows go to
+   `BatchedInferencePipeline.transcribe` as `clip_timestamps`, which encodes and decodes
+   `decode_batch_size` windows at once. Each segment's `seek` (its window start, in
+   feature frames) names its window; each word goes to the piece its midpoint falls in
+   and is shifted back to that clip's own time. A clip's text is its words, joined.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SAMPLE_RATE = 16000
 WHISPER_WINDOW_S = 30.0  # the encoder's fixed input length
@@ -66,9 +68,16 @@ class WhisperOptions(BaseModel):
     word_timestamps: bool = True
     chunk_length_s: float = Field(WHISPER_WINDOW_S, gt=0, le=WHISPER_WINDOW_S)
     max_new_tokens: int | None = Field(None, ge=1, description="bounds the text decoded per window")
-    language_detection_threshold: float = Field(
-        0.5, ge=0, le=1, description="below this probability the detected language is kept but flagged")
+    pack_clips: bool = Field(
+        True, description="lay several short clips into one 30 s window (needs word_timestamps)")
+    pack_gap_s: float = Field(1.0, ge=0, description="silence between clips packed into one window")
     vad: VadSettings = Field(default_factory=VadSettings)
+
+    @model_validator(mode="after")
+    def _packing_needs_word_times(self):
+        if self.pack_clips and not self.word_timestamps:
+            raise ValueError("pack_clips: packed clips are split back by word times; set word_timestamps")
+        return self
 
 
 @dataclass
@@ -94,10 +103,17 @@ class ClipTranscript:
 
 
 @dataclass
-class _Window:
+class _Piece:
+    """A voiced stretch of one clip (≤ chunk_length) and where it lies in the decoded stream."""
+
     clip: int
     start: int  # sample index in the clip
     end: int
+    stream_start: int = 0  # sample index in the stream
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
 
 
 def _file_digest(path: Path) -> str:
@@ -160,6 +176,7 @@ class WhisperTranscriber:
             "backend": "faster-whisper/batched", "device": self.device, "compute_type": self.compute_type,
             "beam_size": o.beam_size, "word_timestamps": o.word_timestamps,
             "chunk_length_s": o.chunk_length_s, "max_new_tokens": o.max_new_tokens,
+            "pack_clips": o.pack_clips, "pack_gap_s": o.pack_gap_s,
             "vad": o.vad.model_dump(), "temperature": 0.0, "condition_on_previous_text": False,
         }
 
@@ -180,23 +197,35 @@ class WhisperTranscriber:
             return []
         return [(r["start"], r["end"]) for r in get_speech_timestamps(samples, self._vad_options())]
 
-    def _windows(self, clip: int, regions: list[tuple[int, int]]) -> list[_Window]:
-        """The voiced span of a clip cut into ≤ chunk_length windows (at region boundaries when possible)."""
+    def _pieces(self, clip: int, regions: list[tuple[int, int]]) -> list[_Piece]:
+        """The voiced span of a clip cut into ≤ chunk_length pieces (at region boundaries when possible)."""
         limit = int(self.opts.chunk_length_s * SAMPLE_RATE)
-        windows: list[_Window] = []
+        spans: list[tuple[int, int]] = []
         cur_start, cur_end = regions[0]
         for start, end in regions[1:]:
             if end - cur_start <= limit:
                 cur_end = end
             else:
-                windows.append(_Window(clip, cur_start, cur_end))
+                spans.append((cur_start, cur_end))
                 cur_start, cur_end = start, end
-        windows.append(_Window(clip, cur_start, cur_end))
-        out = []
-        for w in windows:  # a single region longer than the limit is cut hard
-            for s in range(w.start, w.end, limit):
-                out.append(_Window(clip, s, min(s + limit, w.end)))
-        return out
+        spans.append((cur_start, cur_end))
+        # a single region longer than the limit is cut hard
+        return [_Piece(clip, s, min(s + limit, e)) for a, e in spans for s in range(a, e, limit)]
+
+    def _windows(self, pieces: list[_Piece]) -> list[list[_Piece]]:
+        """Pieces grouped into decoder windows: several per window when packing, else one each."""
+        limit = int(self.opts.chunk_length_s * SAMPLE_RATE)
+        gap = int(self.opts.pack_gap_s * SAMPLE_RATE)
+        windows: list[list[_Piece]] = []
+        used = 0
+        for piece in pieces:
+            if self.opts.pack_clips and windows and used + gap + piece.length <= limit:
+                windows[-1].append(piece)
+                used += gap + piece.length
+            else:
+                windows.append([piece])
+                used = piece.length
+        return windows
 
     def detect_languages(self, clips: list[np.ndarray]) -> list[tuple[str, float]]:
         """(language, probability) per clip from the first window of its audio, in one encoder batch."""
@@ -244,45 +273,61 @@ class WhisperTranscriber:
 
     def _decode_group(self, language: str, members: list[int], clips: list[np.ndarray],
                       regions: list[list[tuple[int, int]]], results: list[ClipTranscript]) -> None:
-        stream_parts, windows, clip_offset = [], [], {}
-        pos = 0
-        for i in members:
-            clip = np.asarray(clips[i], dtype=np.float32)
-            clip_offset[i] = pos
-            for w in self._windows(i, regions[i]):
-                windows.append((pos + w.start, pos + w.end, i))
-            stream_parts.append(clip)
-            pos += clip.size
-        stream = np.concatenate(stream_parts)
-        fps = self.model.frames_per_second
-        window_seeks = [int(s / SAMPLE_RATE * fps) for s, _, _ in windows]
-        texts: dict[int, list[str]] = {i: [] for i in members}
+        """Decode the clips of one language: pieces laid out in one stream, separated by silence."""
         o = self.opts
+        gap = np.zeros(int(o.pack_gap_s * SAMPLE_RATE), dtype=np.float32)
+        windows = self._windows([p for i in members for p in self._pieces(i, regions[i])])
+        parts, spans = [], []
+        pos = 0
+        for window in windows:
+            win_start = pos
+            for piece in window:
+                piece.stream_start = pos
+                parts += [np.asarray(clips[piece.clip][piece.start:piece.end], dtype=np.float32), gap]
+                pos += piece.length + gap.size
+            spans.append((win_start, pos - gap.size))
+        stream = np.concatenate(parts)
+        fps = self.model.frames_per_second
+        window_seeks = [int(a / SAMPLE_RATE * fps) for a, _ in spans]
+        pieces = [p for w in windows for p in w]
+        # piece i owns stream times up to halfway into the gaps around it
+        bounds = [(p.stream_start + p.length + gap.size / 2) / SAMPLE_RATE for p in pieces]
+        texts: dict[int, list[str]] = {i: [] for i in members}
+        seen: set[int] = set()
         segments, _info = self.pipeline.transcribe(
-            stream, language=language, clip_timestamps=[{"start": s / SAMPLE_RATE, "end": e / SAMPLE_RATE}
-                                                        for s, e, _ in windows],
+            stream, language=language,
+            clip_timestamps=[{"start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE} for a, b in spans],
             beam_size=o.beam_size, batch_size=o.decode_batch_size, word_timestamps=o.word_timestamps,
             max_new_tokens=o.max_new_tokens, temperature=0.0, chunk_length=int(o.chunk_length_s))
-        first_window = {i: True for i in members}
         for seg in segments:
             # seek is the window start in frames (rounding may differ by one frame)
-            w = max(0, bisect.bisect_right(window_seeks, seg.seek + 1) - 1)
-            i = windows[w][2]
-            res = results[i]
-            base = clip_offset[i] / SAMPLE_RATE
-            texts[i].append(seg.text.strip())
-            if first_window[i]:
-                res.no_speech_prob, res.avg_logprob, first_window[i] = seg.no_speech_prob, seg.avg_logprob, False
-            else:
+            window = windows[max(0, bisect.bisect_right(window_seeks, seg.seek + 1) - 1)]
+            for clip in {p.clip for p in window}:
+                res = results[clip]
+                if clip not in seen:
+                    res.no_speech_prob, res.avg_logprob = seg.no_speech_prob, seg.avg_logprob
+                    seen.add(clip)
                 res.no_speech_prob = max(res.no_speech_prob, seg.no_speech_prob)
                 res.avg_logprob = min(res.avg_logprob, seg.avg_logprob)
-            res.windows += 1
+                res.windows += 1
+            if not o.word_timestamps:
+                texts[window[0].clip].append(seg.text.strip())
+                continue
             for word in seg.words or []:
-                res.words.append({"text": word.word.strip(), "start": round(max(0.0, word.start - base), 3),
-                                  "end": round(max(0.0, word.end - base), 3),
-                                  "probability": float(word.probability)})
+                mid = (word.start + word.end) / 2
+                piece = pieces[min(bisect.bisect_left(bounds, mid), len(pieces) - 1)]
+                lo = piece.stream_start / SAMPLE_RATE
+                shift = piece.start / SAMPLE_RATE - lo  # stream time → clip time
+                hi = lo + piece.length / SAMPLE_RATE
+                start = min(max(word.start, lo), hi) + shift
+                end = min(max(word.end, lo), hi) + shift
+                texts[piece.clip].append(word.word)
+                results[piece.clip].words.append({"text": word.word.strip(), "start": round(float(start), 3),
+                                                  "end": round(float(end), 3),
+                                                  "probability": float(word.probability)})
+        joiner = "" if o.word_timestamps else " "
         for i in members:
-            results[i].text = " ".join(t for t in texts[i] if t)
+            results[i].text = joiner.join(texts[i]).strip()
 
     # -- reference path (benchmark) ----------------------------------------------------------------
     def transcribe_sequential(self, clips: list[np.ndarray], languages: list[str | None] | None = None
@@ -304,8 +349,8 @@ class WhisperTranscriber:
                 res.no_speech_prob = max(res.no_speech_prob, seg.no_speech_prob)
                 res.avg_logprob = min(res.avg_logprob, seg.avg_logprob)
                 for word in seg.words or []:
-                    res.words.append({"text": word.word.strip(), "start": round(word.start, 3),
-                                      "end": round(word.end, 3), "probability": float(word.probability)})
+                    res.words.append({"text": word.word.strip(), "start": round(float(word.start), 3),
+                                      "end": round(float(word.end), 3), "probability": float(word.probability)})
             res.text = " ".join(t for t in texts if t)
             out.append(res)
         return out

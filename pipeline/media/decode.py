@@ -442,19 +442,24 @@ class SourceDecoder:
         clip_ratio = float(flags.mean()) if flags.size else 0.0
         if not np.isfinite(own).all():
             return None, clip_ratio, True
-        c0 = int(math.floor((window.start - margin - buf.t0) * native))
-        c1 = int(math.ceil((window.end + margin - buf.t0) * native))
-        chunk, _ = buf.slice(c0, c1)
-        if not np.isfinite(chunk).all():  # non-finite samples only in the margin: treat them as silence
-            chunk = np.nan_to_num(chunk, nan=0.0, posinf=0.0, neginf=0.0)
-        chunk_t0 = buf.t0 + c0 / native
         out = {}
         for rate in self.s.rates:
             n = sample_count(window.duration, rate)
-            y = chunk if rate == native else soxr.resample(chunk, native, rate, quality=self.s.soxr_quality)
-            j0 = int(round((window.start - chunk_t0) * rate))
+            if rate == native:
+                out[rate] = own.copy() if own.size == n else buf.slice(i_start, i_start + n)[0]
+                continue
+            # The chunk starts on both sample grids (native and output, counted from t0), so output
+            # sample k of the chunk lies exactly on the grid of a resampling of the whole stream.
+            step = native // math.gcd(native, rate)
+            c0 = int(math.floor((window.start - margin - buf.t0) * native / step)) * step
+            c1 = int(math.ceil((window.end + margin - buf.t0) * native))
+            chunk, _ = buf.slice(c0, c1)
+            if not np.isfinite(chunk).all():  # non-finite samples only in the margin: silence them
+                chunk = np.nan_to_num(chunk, nan=0.0, posinf=0.0, neginf=0.0)
+            y = soxr.resample(chunk, native, rate, quality=self.s.soxr_quality)
+            j0 = int(round((window.start - buf.t0) * rate)) - (c0 // step) * (rate // math.gcd(native, rate))
             cut = np.zeros(n, np.float32)
-            part = y[j0: j0 + n]
+            part = y[max(0, j0): j0 + n]
             cut[: part.size] = part
             out[rate] = cut
         return out, clip_ratio, False

@@ -82,8 +82,7 @@ def test_eight_channel_192k_is_resampled(all_outcomes):
     assert (r44, r16) == (44100, 16000)
     assert abs(x44.size - EIGHT_CHANNEL["seconds"] * 44100) <= 1
     assert abs(x16.size - EIGHT_CHANNEL["seconds"] * 16000) <= 1
-    # The mean of 8 sines at 440·(c+1) Hz, amplitude 0.3: RMS = 0.3/√2/√8 (below 8 kHz: channels 1-8 all
-    # pass at 44.1 kHz; at 16 kHz the 3520 Hz component survives too).
+    # The mean of 8 sines at 440·(c+1) Hz (all below 8 kHz), amplitude 0.3 each: RMS = √8 · (0.3/8) / √2.
     expected_rms = 0.3 / np.sqrt(2) / np.sqrt(8)
     assert np.sqrt(np.mean(x44[1000:-1000] ** 2)) == pytest.approx(expected_rms, rel=0.02)
     media = extra(rec)["media"]
