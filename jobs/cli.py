@@ -16,6 +16,12 @@ from pipeline.errors import ConfigError, RunAborted, RunRefused
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="agomni: corpora → media → annotations → WebDataset shards for AudioGen-Omni training.")
 console = Console(stderr=True)
+WIDE = 140  # table width when output is not a terminal (logs, CI)
+
+
+def _out() -> Console:
+    c = _out()
+    return c if c.is_terminal else Console(width=WIDE)
 EXIT_CONFIG, EXIT_REFUSED, EXIT_ABORTED = 2, 3, 4
 
 
@@ -68,7 +74,7 @@ def preprocess(
     try:
         cfg = load_config(config, set_)
         if dry_run:
-            Console().print(dry_run_report(cfg))
+            _out().print(dry_run_report(cfg))
             return
         prog, update = _progress()
         with prog:
@@ -86,7 +92,7 @@ def preprocess(
 
 
 def _print_summary(run_dir: Path, stats: dict) -> None:
-    c = Console()
+    c = _out()
     c.print(status_table(stats))
     for split, s in stats.get("shards", {}).items():
         c.print(f"shards/{split}: {s['shards']} shards, {s['samples']} samples, {s['bytes'] / 1e6:.1f} MB")
@@ -134,7 +140,7 @@ def status(run_dir: Path = typer.Argument(..., help="run directory"),
     if as_json:
         sys.stdout.write(json.dumps(stats, indent=1, sort_keys=True) + "\n")
         return
-    c = Console()
+    c = _out()
     c.print(status_table(stats))
     c.print(rejects_table(stats))
     for split, s in stats.get("shards", {}).items():
