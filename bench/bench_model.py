@@ -1,7 +1,7 @@
 """Model benchmark: parameters and FLOPs per 8 s sample (tiny/small/paper), small-config CPU training
 throughput and 8 s sampling time, and on CUDA (when present) the paper config in bf16.
 
-    .venv/bin/python bench/bench_model.py [--train-batch 4] [--train-iters 3] [--skip-cuda]
+    .venv/bin/python bench/bench_model.py [--train-batch 4] [--train-iters 3] [--threads N] [--skip-cuda]
 """
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from model.synthetic import synthetic_conditions
 CLIP_SECONDS = 8.0
 CAPTION_TOKENS = 32  # caption length assumed for the FLOP count
 PAPER_SAMPLING_SECONDS = 1.91  # the paper's time to generate 8 s of audio
-FLAN_T5_BASE = dict(  # google/flan-t5-base encoder shape, for its parameter count (no download)
-    vocab_size=32128, d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_heads=12, feed_forward_proj="gated-gelu"
-)
+FLAN_T5_BASE = {  # google/flan-t5-base encoder shape, for its parameter count (no download)
+    "vocab_size": 32128, "d_model": 768, "d_kv": 64, "d_ff": 2048, "num_layers": 12, "num_heads": 12,
+    "feed_forward_proj": "gated-gelu",
+}
 
 
 def eight_second_batch(cfg, batch: int, seed: int = 0, device="cpu"):
@@ -104,7 +105,10 @@ def main() -> None:
     parser.add_argument("--train-batch", type=int, default=4)
     parser.add_argument("--train-iters", type=int, default=3)
     parser.add_argument("--skip-cuda", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     steps = FlowConfig().num_steps
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")

@@ -27,7 +27,7 @@ import soxr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.annotate.whisper import SAMPLE_RATE, WhisperOptions, WhisperTranscriber  # noqa: E402
+from pipeline.annotate.whisper import SAMPLE_RATE, WhisperOptions, WhisperTranscriber
 
 SUBJECTS = ["The old farmer", "My younger brother", "A tired nurse", "The new teacher", "Our neighbour",
             "The little girl", "A famous singer", "The bus driver"]

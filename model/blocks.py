@@ -86,7 +86,7 @@ class StreamLayer(nn.Module):
 
     def finish(self, x: Tensor, attn: Tensor, mod: tuple) -> Tensor:
         # attn: [B, L, H] this stream's slice of the joint attention output
-        shift1, scale1, gate1, shift2, scale2, gate2 = mod
+        _, _, gate1, shift2, scale2, gate2 = mod  # shift/scale 1 were used before attention
         x = x + gate1 * self.out_proj(attn)
         return x + gate2 * self.ffn(modulate(self.norm2(x), shift2, scale2))
 

@@ -78,7 +78,7 @@ def resample_by_time(
     lo = src_pos.floor().long()
     hi = torch.minimum(lo + 1, last.long())
     frac = (src_pos - lo.to(torch.float64)).to(features.dtype)[..., None]  # [B, T, 1]
-    gather = lambda idx: torch.gather(features, 1, idx[..., None].expand(B, dst_frames, D))  # noqa: E731
+    gather = lambda idx: torch.gather(features, 1, idx[..., None].expand(B, dst_frames, D))
     return gather(lo) * (1 - frac) + gather(hi) * frac
 
 

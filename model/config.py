@@ -22,7 +22,7 @@ _FRAME_COUNT_EPS = 1e-6
 
 def frames_for_duration(duration_s: float, rate: float) -> int:
     """Number of frames at `rate` that cover `duration_s` (rounded up, as the VAE pads to a hop)."""
-    return int(math.ceil(duration_s * rate - _FRAME_COUNT_EPS))
+    return math.ceil(duration_s * rate - _FRAME_COUNT_EPS)
 
 
 class LyricsEncoderConfig(BaseModel):
@@ -39,7 +39,7 @@ class LyricsEncoderConfig(BaseModel):
     max_positions: int = Field(4000, ge=1, description="longest id sequence the sinusoidal table covers")
 
     @model_validator(mode="after")
-    def _check(self) -> "LyricsEncoderConfig":
+    def _check(self) -> LyricsEncoderConfig:
         if self.kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd to keep the sequence length, got {self.kernel_size}")
         if self.pad_id >= self.vocab_size:
@@ -83,7 +83,7 @@ class MMDiTConfig(BaseModel):
     max_duration_s: float = Field(MAX_DURATION_S, gt=0, description="longest clip the model accepts")
 
     @model_validator(mode="after")
-    def _check(self) -> "MMDiTConfig":
+    def _check(self) -> MMDiTConfig:
         if self.hidden_dim % self.num_heads:
             raise ValueError(f"hidden_dim {self.hidden_dim} is not divisible by num_heads {self.num_heads}")
         if (self.hidden_dim // self.num_heads) % 2:
@@ -107,7 +107,7 @@ class MMDiTConfig(BaseModel):
 
     @property
     def max_duration_embeddings(self) -> int:
-        return int(math.ceil(self.max_duration_s)) + 1
+        return math.ceil(self.max_duration_s) + 1
 
 
 class FlowConfig(BaseModel):

@@ -9,8 +9,8 @@ Modalities: `video` (CLIP frames + Synchformer features), `caption` (text-encode
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
-from typing import Iterable
 
 import torch
 from torch import Tensor
@@ -60,7 +60,7 @@ class Conditions:
     has_voice: Tensor | None = None  # [B] bool; default: ids present with a real token
 
     def __post_init__(self):
-        B, T = self.latent_mask.shape
+        B = self.latent_mask.shape[0]
         if self.start_s.shape != (B,) or self.duration_s.shape != (B,):
             raise ValueError(f"start_s and duration_s must have shape ({B},)")
         if has_values(self.latent_mask) and not bool(self.latent_mask.any(1).all()):
@@ -108,7 +108,7 @@ class Conditions:
             raise ValueError(f"{modality} marked present for a sample without any real {source} token")
         return flag.to(torch.bool)
 
-    def drop(self, modalities: Iterable[str], samples: Tensor | None = None) -> "Conditions":
+    def drop(self, modalities: Iterable[str], samples: Tensor | None = None) -> Conditions:
         """The same conditions with `modalities` absent for `samples` ([B] bool; all when None)."""
         changes = {}
         for modality in canonical_modalities(modalities):
@@ -117,15 +117,15 @@ class Conditions:
             changes[f"has_{modality}"] = keep
         return replace(self, **changes)
 
-    def keep_only(self, modalities: Iterable[str]) -> "Conditions":
+    def keep_only(self, modalities: Iterable[str]) -> Conditions:
         """Conditions on the given subset of {video, caption, transcript, lyrics} only."""
         keep = canonical_modalities(modalities)
         return self.drop([m for m in MODALITIES if m not in keep])
 
-    def unconditional(self) -> "Conditions":
+    def unconditional(self) -> Conditions:
         return self.drop(MODALITIES)
 
-    def to(self, device) -> "Conditions":
+    def to(self, device) -> Conditions:
         return replace(
             self, **{f.name: getattr(self, f.name).to(device) for f in fields(self) if getattr(self, f.name) is not None}
         )

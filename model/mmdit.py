@@ -117,7 +117,7 @@ class MMDiT(nn.Module):
 
     def prepare(self, cond: Conditions) -> PreparedConditions:
         cfg = self.cfg
-        B, T = cond.latent_mask.shape
+        T = cond.latent_mask.shape[1]
         has_video, has_caption, has_voice = (cond.present(m) for m in ("video", "caption", "voice"))
 
         clip, clip_mask = substitute_empty(cond.clip, cond.mask_of("clip"), has_video, self.empty_clip)

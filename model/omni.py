@@ -23,7 +23,7 @@ class AudioGenOmni(nn.Module):
         self.text_encoder = text_encoder
 
     @classmethod
-    def build(cls, network_cfg: MMDiTConfig, text_cfg: TextEncoderConfig) -> "AudioGenOmni":
+    def build(cls, network_cfg: MMDiTConfig, text_cfg: TextEncoderConfig) -> AudioGenOmni:
         return cls(MMDiT(network_cfg), T5TextEncoder(text_cfg))
 
     def with_captions(self, cond: Conditions, captions: list[str | None]) -> Conditions:

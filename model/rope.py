@@ -25,7 +25,7 @@ class RotaryTable:
         return self.cos.shape[0]
 
     @staticmethod
-    def cat(tables: list["RotaryTable"]) -> "RotaryTable":
+    def cat(tables: list[RotaryTable]) -> RotaryTable:
         return RotaryTable(torch.cat([t.cos for t in tables]), torch.cat([t.sin for t in tables]))
 
 

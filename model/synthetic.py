@@ -1,7 +1,7 @@
 """Random but well-formed network inputs at the DESIGN §5 rates, for tests and benchmarks."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

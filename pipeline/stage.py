@@ -21,9 +21,10 @@ import random
 import time
 import traceback
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -106,7 +107,7 @@ class Stage:
         raise NotImplementedError(f"{type(self).__name__} must implement process_row or process_partition")
 
     # -- helpers -------------------------------------------------------------------------------
-    def count(self, name: str, n: int | float = 1) -> None:
+    def count(self, name: str, n: float = 1) -> None:
         if name not in self.counters:
             raise KeyError(f"stage {self.name!r} has no counter {name!r}; declare it in `counters`")
         self.counts[name] += n

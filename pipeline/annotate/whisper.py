@@ -71,6 +71,9 @@ class WhisperOptions(BaseModel):
     pack_clips: bool = Field(
         True, description="lay several short clips into one 30 s window (needs word_timestamps)")
     pack_gap_s: float = Field(1.0, ge=0, description="silence between clips packed into one window")
+    pack_max_s: float = Field(
+        20.0, gt=0, le=WHISPER_WINDOW_S,
+        description="audio packed into one window; tiny models skip sentences in windows filled to 30 s")
     vad: VadSettings = Field(default_factory=VadSettings)
 
     @model_validator(mode="after")
@@ -176,7 +179,7 @@ class WhisperTranscriber:
             "backend": "faster-whisper/batched", "device": self.device, "compute_type": self.compute_type,
             "beam_size": o.beam_size, "word_timestamps": o.word_timestamps,
             "chunk_length_s": o.chunk_length_s, "max_new_tokens": o.max_new_tokens,
-            "pack_clips": o.pack_clips, "pack_gap_s": o.pack_gap_s,
+            "pack_clips": o.pack_clips, "pack_gap_s": o.pack_gap_s, "pack_max_s": o.pack_max_s,
             "vad": o.vad.model_dump(), "temperature": 0.0, "condition_on_previous_text": False,
         }
 
@@ -214,7 +217,7 @@ class WhisperTranscriber:
 
     def _windows(self, pieces: list[_Piece]) -> list[list[_Piece]]:
         """Pieces grouped into decoder windows: several per window when packing, else one each."""
-        limit = int(self.opts.chunk_length_s * SAMPLE_RATE)
+        limit = int(self.opts.pack_max_s * SAMPLE_RATE)
         gap = int(self.opts.pack_gap_s * SAMPLE_RATE)
         windows: list[list[_Piece]] = []
         used = 0

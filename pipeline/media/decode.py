@@ -22,9 +22,9 @@ time (when that is positive).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np
@@ -138,7 +138,7 @@ class _AudioBuffer:
         return self.t0 + self.total / self.rate
 
     def index(self, t: float) -> int:
-        return int(round((t - self.t0) * self.rate))
+        return round((t - self.t0) * self.rate)
 
     def append(self, mono: np.ndarray, clipped: np.ndarray) -> None:
         self._chunks.append((self.total, mono, clipped))
@@ -350,9 +350,8 @@ class SourceDecoder:
         t = None if frame.time is None else frame.time - origin
         if self._audio is None:
             self._audio = _AudioBuffer(info.audio_rate, 0.0 if t is None else t)
-        elif t is not None and t - self._audio.end_time > self.s.audio_gap_tolerance_s:
-            if self._audio.pad_to(t):
-                info.audio_gaps_filled += 1
+        elif t is not None and t - self._audio.end_time > self.s.audio_gap_tolerance_s and self._audio.pad_to(t):
+            info.audio_gaps_filled += 1
         with np.errstate(invalid="ignore"):
             clipped = (np.abs(x) >= self.s.clipping_threshold).any(axis=0)
         self._audio.append(x.mean(axis=0, dtype=np.float32), clipped)
@@ -451,13 +450,13 @@ class SourceDecoder:
             # The chunk starts on both sample grids (native and output, counted from t0), so output
             # sample k of the chunk lies exactly on the grid of a resampling of the whole stream.
             step = native // math.gcd(native, rate)
-            c0 = int(math.floor((window.start - margin - buf.t0) * native / step)) * step
-            c1 = int(math.ceil((window.end + margin - buf.t0) * native))
+            c0 = math.floor((window.start - margin - buf.t0) * native / step) * step
+            c1 = math.ceil((window.end + margin - buf.t0) * native)
             chunk, _ = buf.slice(c0, c1)
             if not np.isfinite(chunk).all():  # non-finite samples only in the margin: silence them
                 chunk = np.nan_to_num(chunk, nan=0.0, posinf=0.0, neginf=0.0)
             y = soxr.resample(chunk, native, rate, quality=self.s.soxr_quality)
-            j0 = int(round((window.start - buf.t0) * rate)) - (c0 // step) * (rate // math.gcd(native, rate))
+            j0 = round((window.start - buf.t0) * rate) - (c0 // step) * (rate // math.gcd(native, rate))
             cut = np.zeros(n, np.float32)
             part = y[max(0, j0): j0 + n]
             cut[: part.size] = part

@@ -60,7 +60,7 @@ class FrameConverter:
         size = self.sync_size
         w, h = frame.width, frame.height
         scale = size / min(w, h)
-        sw, sh = max(size, int(round(w * scale))), max(size, int(round(h * scale)))
+        sw, sh = max(size, round(w * scale)), max(size, round(h * scale))
         rgb = self._rgb("sync", frame, sw, sh)
         top, left = (sh - size) // 2, (sw - size) // 2
         return np.ascontiguousarray(rgb[top: top + size, left: left + size])

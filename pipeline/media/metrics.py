@@ -55,8 +55,8 @@ def loudness_lufs(x: np.ndarray, rate: int) -> float | None:
     y = x
     for b, a in k_weighting(rate):
         y = lfilter(b, a, y)
-    block = int(round(GATE_BLOCK_S * rate))
-    step = max(1, int(round(block * (1 - GATE_OVERLAP))))
+    block = round(GATE_BLOCK_S * rate)
+    step = max(1, round(block * (1 - GATE_OVERLAP)))
     if y.size <= block:
         powers = np.array([np.mean(y * y)])
     else:
@@ -90,7 +90,7 @@ def silence_ratio(x: np.ndarray, rate: int, threshold_dbfs: float, frame_s: floa
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     if x.size == 0:
         return 1.0
-    n = max(1, int(round(frame_s * rate)))
+    n = max(1, round(frame_s * rate))
     n_frames = -(-x.size // n)
     padded = np.zeros(n_frames * n)
     padded[: x.size] = x

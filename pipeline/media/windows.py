@@ -15,8 +15,8 @@ Conventions (the decoding contract, DESIGN §5):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 FRAME_COUNT_EPS = 1e-6
 # Window starts are rounded to this many decimals (microseconds) so that keys and
@@ -25,11 +25,11 @@ TIME_DECIMALS = 6
 
 
 def sample_count(duration_s: float, rate: int) -> int:
-    return int(round(duration_s * rate))
+    return round(duration_s * rate)
 
 
 def frame_count(duration_s: float, fps: float) -> int:
-    return max(0, int(math.floor(duration_s * fps + FRAME_COUNT_EPS)))
+    return max(0, math.floor(duration_s * fps + FRAME_COUNT_EPS))
 
 
 def frame_times(start_s: float, duration_s: float, fps: float) -> list[float]:

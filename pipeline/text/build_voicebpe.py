@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from .romanize import ALPHABET, HANGUL_FIRST, HANGUL_LAST, romanize
 from .voicebpe import SPECIAL_TOKENS, UNK_TOKEN, VOCAB_PATH, WORD_MARK

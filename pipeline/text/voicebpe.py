@@ -57,7 +57,7 @@ class VoiceBPETokenizer:
         self.version = f"voicebpe-{FRONT_END_VERSION}@sha256:{digest}"
 
     @classmethod
-    def load(cls, path: str | Path = VOCAB_PATH) -> "VoiceBPETokenizer":
+    def load(cls, path: str | Path = VOCAB_PATH) -> VoiceBPETokenizer:
         from tokenizers import Tokenizer
 
         path = Path(path)

@@ -79,7 +79,7 @@ def test_memory_of_the_failed_attempt_is_released_before_the_retry():
 
 
 def test_a_single_row_that_never_fits_fails_with_out_of_memory():
-    stage, outcomes = run(3, limit_s=1.0)
+    _stage, outcomes = run(3, limit_s=1.0)
     assert [o.status for o in outcomes] == ["failed:memory_bound:OutOfMemory"] * 3
     assert "out of memory" in outcomes[0].message
 

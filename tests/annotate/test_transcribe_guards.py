@@ -23,9 +23,9 @@ def test_sound_text_passes_every_guard():
 
 
 def test_ngram_loops_are_caught():
-    assert max_consecutive_ngram_repeats("a b a b a b c".split(), 2) == 3
-    assert max_consecutive_ngram_repeats("x a b a b a b".split(), 2) == 3  # loop at an odd offset
-    assert max_consecutive_ngram_repeats("one two three".split(), 1) == 1
+    assert max_consecutive_ngram_repeats(["a", "b", "a", "b", "a", "b", "c"], 2) == 3
+    assert max_consecutive_ngram_repeats(["x", "a", "b", "a", "b", "a", "b"], 2) == 3  # loop at an odd offset
+    assert max_consecutive_ngram_repeats(["one", "two", "three"], 1) == 1
     assert max_consecutive_ngram_repeats([], 2) == 0
     name, detail = judge("thank you " * 5, seconds=5.0)
     assert name == "repeated_ngrams" and "2-gram repeats 5 times" in detail

@@ -97,7 +97,7 @@ def normalize(text: str) -> str:
 
 
 def test_espeak_sentences_are_transcribed_with_low_wer(speech_outcomes, stage):
-    rows, outcomes = speech_outcomes
+    _rows, outcomes = speech_outcomes
     assert [o.status for o in outcomes] == ["ok"] * len(SENTENCES)
     hyps = [o.rows[0]["transcript"] for o in outcomes]
     wer = jiwer.wer([normalize(s) for s in SENTENCES], [normalize(h) for h in hyps])
@@ -177,3 +177,29 @@ def test_missing_model_dir_is_a_clear_error(tmp_path):
         TranscribeStage({"model": str(tmp_path / "empty")}, ctx).setup()
     with pytest.raises(FileNotFoundError, match="not a model directory"):
         TranscribeStage({"model": str(tmp_path / "nope")}, ctx).setup()
+
+
+def test_clip_longer_than_a_window_is_cut_and_put_back_together(stage, speech):
+    pause = np.zeros(int(0.4 * RATE_ASR), dtype=np.float32)
+    n = 14  # about 36 s: more than one 30 s window and more than one packed window
+    long_clip = np.concatenate([x for a in speech[:n] for x in (a, pause)])
+    (outcome,) = stage.process_partition([row("long", long_clip)])
+    assert outcome.ok, outcome.message
+    out = outcome.rows[0]
+    wer = jiwer.wer(normalize(" ".join(SENTENCES[:n])), normalize(out["transcript"]))
+    assert wer < 0.3, out["transcript"]
+    starts = [w["start"] for w in out["words"]]
+    assert starts == sorted(starts)
+    assert starts[-1] > 30.0 and out["words"][-1]["end"] <= len(long_clip) / RATE_ASR + 0.5
+
+
+def test_packing_off_gives_the_same_text_shape(tmp_path, speech):
+    ctx = StageContext(tmp_path, "transcribe")
+    unpacked = TranscribeStage({"device": "cpu", "cpu_threads": 2, "pack_clips": False}, ctx)
+    unpacked.setup()
+    outcomes = unpacked.process_partition([row(f"u{i}", a) for i, a in enumerate(speech[:3])])
+    hyps = [o.rows[0]["transcript"] for o in outcomes]
+    assert jiwer.wer([normalize(s) for s in SENTENCES[:3]], [normalize(h) for h in hyps]) < 0.3
+    assert '"pack_clips": false' in outcomes[0].rows[0]["transcript_settings"]
+    with pytest.raises(ValueError, match="pack_clips"):
+        TranscribeOptions(pack_clips=True, word_timestamps=False)

@@ -112,7 +112,7 @@ def test_video_without_audio_when_audio_is_optional(bad_inputs, tmp_path):
 
 
 def test_truncated_but_indexed_mp4_ends_in_a_terminal_state(bad_inputs, tmp_path):
-    outcomes, counts = run_media([row("tf", bad_inputs["truncated_faststart"])], tmp_path)
+    outcomes, _counts = run_media([row("tf", bad_inputs["truncated_faststart"])], tmp_path)
     o = outcomes[0]
     if o.ok:  # the head decodes: a shorter clip, flagged as truncated
         rec = only_record(o)

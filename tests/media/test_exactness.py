@@ -96,7 +96,7 @@ def test_frames_are_picked_by_presentation_time(tmp_path):
         frames = decode_frames(rec[column]).astype(float)
         for i, picture in enumerate(frames):
             t = start + i / out_fps
-            source_index = int(math.floor(t * fps + 1e-6))
+            source_index = math.floor(t * fps + 1e-6)
             assert abs(picture.mean() - frame_level(source_index)) < 3, (column, i, t, picture.mean())
 
 

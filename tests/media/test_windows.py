@@ -56,7 +56,7 @@ def test_long_source_is_windowed(tmp_path, long_wav):
     assert [r["start_s"] for r in recs] == [0, 10, 20]
     assert [r["duration_s"] for r in recs] == pytest.approx([10, 10, 3.4])
     for r in recs:
-        x, rate = decode_audio_blob(r["audio_44k"])
+        x, _rate = decode_audio_blob(r["audio_44k"])
         assert abs(x.size - r["duration_s"] * 44100) <= 1
         assert r["source_id"] == "long.src" and r["corpus"] == "loc"
         assert extra(r)["corpus_field"] == 1
@@ -106,3 +106,17 @@ def test_video_windows_have_exact_frame_counts(tmp_path):
         assert len(r["clip_frames"]) == frame_count(r["duration_s"], 8)
         assert len(r["sync_frames"]) == frame_count(r["duration_s"], 25)
         assert abs(decode_audio_blob(r["audio_44k"])[0].size - r["duration_s"] * 44100) <= 1
+
+
+def test_late_span_seeks_and_stays_exact(tmp_path):
+    rate = 16000
+    t = np.arange(40 * rate) / rate
+    x = (0.4 * np.sin(2 * np.pi * 3 * t) * np.sin(2 * np.pi * 500 * t)).astype(np.float32)
+    sf.write(tmp_path / "late.wav", x, rate, subtype="FLOAT")
+    outcomes, _ = run_media([row("late", tmp_path / "late.wav", start_s=33.25, duration_s=2.0)], tmp_path,
+                            seek_min_s=30.0)
+    (rec,) = outcomes[0].rows
+    y = decode_audio_blob(rec["audio_16k"])[0]
+    ref = x[int(33.25 * rate): int(35.25 * rate)]
+    assert y.size == ref.size
+    assert np.max(np.abs(y - ref)) < 1e-5  # 24-bit FLAC quantisation only

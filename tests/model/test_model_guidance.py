@@ -35,7 +35,7 @@ def velocity(model, x, t, cond):
 
 
 def test_dropping_video_equals_passing_its_empty_tokens(setup):
-    cfg, model, cond, x, t = setup
+    _cfg, model, cond, x, t = setup
     dropped = cond.drop(["video"])
     B = cond.batch_size
     explicit = replace(
@@ -49,7 +49,7 @@ def test_dropping_video_equals_passing_its_empty_tokens(setup):
 
 
 def test_dropping_caption_equals_passing_its_empty_token(setup):
-    cfg, model, cond, x, t = setup
+    _cfg, model, cond, x, t = setup
     B = cond.batch_size
     explicit = replace(cond, caption=model.empty_caption.detach().expand(B, 1, -1), caption_mask=torch.ones(B, 1, dtype=torch.bool))
     v_drop, v_empty, v_full = (velocity(model, x, t, c) for c in (cond.drop(["caption"]), explicit, cond))
@@ -59,7 +59,7 @@ def test_dropping_caption_equals_passing_its_empty_token(setup):
 
 def test_dropping_voice_equals_its_empty_token(setup):
     """The empty voice token lives after the lyrics encoder: dropping ids == passing no ids at all."""
-    cfg, model, cond, x, t = setup
+    _cfg, model, cond, x, t = setup
     no_ids = replace(cond, voice_ids=None, voice_mask=None)
     v_drop, v_none, v_full = (velocity(model, x, t, c) for c in (cond.drop(["lyrics"]), no_ids, cond))
     assert torch.allclose(v_drop, v_none, atol=ATOL)
@@ -67,7 +67,7 @@ def test_dropping_voice_equals_its_empty_token(setup):
 
 
 def test_dropping_some_samples_leaves_the_others(setup):
-    cfg, model, cond, x, t = setup
+    _cfg, model, cond, x, t = setup
     which = torch.tensor([False, True, False])
     v_part, v_all, v_full = (velocity(model, x, t, c) for c in (cond.drop(["caption"], which), cond.drop(["caption"]), cond))
     assert torch.allclose(v_part[1], v_all[1], atol=ATOL)
@@ -110,7 +110,7 @@ def test_cfg_scale_one_equals_the_conditional_prediction(setup):
 
 @pytest.mark.parametrize("subset", [[], ["video"], ["caption"], ["transcript"], ["lyrics", "video"], ["video", "caption", "lyrics"]])
 def test_sampling_over_any_subset_of_modalities(setup, subset):
-    cfg, model, cond, x, t = setup
+    cfg, model, cond, _x, _t = setup
     sub = cond.keep_only(subset)
     out = EulerSampler().sample(model, sub, cfg.latent_dim, torch.Generator().manual_seed(0), num_steps=2)
     assert out.shape == (*cond.latent_mask.shape, cfg.latent_dim) and torch.isfinite(out).all()
@@ -124,7 +124,7 @@ def test_fixed_seed_gives_identical_samples_and_mixed_durations(setup):
     durations = [10.0, 2.5, 0.4]
     cond = synthetic_conditions(cfg, durations, generator=torch.Generator().manual_seed(5))
     assert cond.latent_mask.sum(1).tolist() == [431, 108, 18]
-    sample = lambda seed: EulerSampler().sample(model, cond, cfg.latent_dim, torch.Generator().manual_seed(seed), num_steps=3)  # noqa: E731
+    sample = lambda seed: EulerSampler().sample(model, cond, cfg.latent_dim, torch.Generator().manual_seed(seed), num_steps=3)
     a, b, c = sample(11), sample(11), sample(12)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)

@@ -71,7 +71,7 @@ def real(x, mask):
 
 @pytest.mark.parametrize("stream", ["latent", "clip", "sync", "caption", "voice_ids"])
 def test_appended_padding_keeps_real_outputs(setup, stream):
-    cfg, model, cond, x, t = setup
+    _cfg, model, cond, x, t = setup
     extra = 13
     if stream == "latent":
         padded = replace(cond, latent_mask=_pad(cond.latent_mask, extra, 0))

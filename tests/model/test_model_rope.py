@@ -54,7 +54,7 @@ def test_every_stream_of_every_block_goes_through_rope_for_q_and_k(rotations):
 
 
 def test_caption_tokens_are_not_rotated(rotations):
-    cfg, calls, Lc = rotations
+    _cfg, calls, Lc = rotations
     for (block, name), qk in calls.items():
         if name != "text":
             continue
@@ -86,7 +86,7 @@ def test_temporal_streams_are_rotated_by_their_time_on_the_audio_timeline(rotati
 
 def test_clip_frame_and_latent_frame_at_the_same_second_share_a_rotation(rotations):
     """CLIP frame 8 (1.0 s) and latent frame 44100/1024 (1.0 s): one timeline, not one index."""
-    cfg, calls, _ = rotations
+    _cfg, calls, _ = rotations
     (before, after), _ = calls[(0, "clip")]
     d = before.shape[-1]
     x1, x2 = before[0, 0, 8, 0].item(), before[0, 0, 8, d // 2].item()

@@ -11,7 +11,7 @@ from model.omni import AudioGenOmni
 from model.synthetic import synthetic_conditions
 from model.text_encoder import T5TextEncoder, TextEncoderConfig
 
-WORDS = "a dog barks loudly while rain falls on the roof and a man sings softly".split()
+WORDS = ["a", "dog", "barks", "loudly", "while", "rain", "falls", "on", "the", "roof", "and", "a", "man", "sings", "softly"]
 TINY_T5_WIDTH = 32
 
 
