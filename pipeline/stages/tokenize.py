@@ -21,7 +21,7 @@ from ..text.voicebpe import VOCAB_PATH, Encoded, VoiceBPETokenizer
 
 
 class TokenizeOptions(StageOptions):
-    vocab: str = Field(str(VOCAB_PATH), description="VoiceBPE tokenizers JSON (default: the versioned one)")
+    vocab: str | None = Field(None, description="VoiceBPE tokenizers JSON; None: the versioned voicebpe.json")
     use_line_times: bool = Field(True, description="time tokens by `lines` when there are no word times")
 
 
@@ -36,7 +36,7 @@ class TokenizeStage(Stage):
     options: TokenizeOptions
 
     def setup(self) -> None:
-        self.tokenizer = VoiceBPETokenizer.load(self.options.vocab)
+        self.tokenizer = VoiceBPETokenizer.load(self.options.vocab or VOCAB_PATH)
 
     def model_id(self) -> str:
         return self.tokenizer.version

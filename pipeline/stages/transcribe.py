@@ -85,7 +85,7 @@ class TranscribeStage(ModelStage):
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def _language_hint(self, row: dict) -> str | None:
-        lang = row.get("language")
+        lang = (row.get("language") or "").split("-")[0].split("_")[0].lower()  # "en-US" → "en"
         if lang and not self.transcriber.multilingual and lang != "en":
             raise Filtered("language_unsupported",
                            f"{row['key']}: language {lang!r} but {self.model_id()} is English-only")

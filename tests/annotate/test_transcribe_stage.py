@@ -154,7 +154,9 @@ def test_bad_rows_fail_or_filter_with_reasons(stage, speech):
     garbage = row("garbage", speech[0])
     garbage["audio_16k"] = b"not flac at all"
     chinese = row("zh", speech[0], language="zh")
-    outcomes = stage.process_partition([missing, garbage, chinese])
+    american = row("us", speech[0], language="en-US")
+    outcomes = stage.process_partition([missing, garbage, chinese, american])
+    assert outcomes[3].status == "ok" and outcomes[3].rows[0]["language"] == "en"
     assert outcomes[0].status == "failed:transcribe:MissingAudio"
     assert outcomes[1].status == "failed:transcribe:UndecodableAudio"
     assert "garbage" in outcomes[1].message

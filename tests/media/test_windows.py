@@ -120,3 +120,31 @@ def test_late_span_seeks_and_stays_exact(tmp_path):
     ref = x[int(33.25 * rate): int(35.25 * rate)]
     assert y.size == ref.size
     assert np.max(np.abs(y - ref)) < 1e-5  # 24-bit FLAC quantisation only
+
+
+def test_audio_timestamp_gap_is_filled_with_silence(tmp_path):
+    """A stream whose timestamps jump 0.5 s keeps its timeline: the gap becomes silence, later audio stays in place."""
+    from fractions import Fraction
+
+    import av
+
+    rate, hop = 16000, 1600
+    path = tmp_path / "gap.mkv"
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(hop) / rate)).astype(np.float32)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("pcm_f32le", rate=rate, layout="mono")
+        for k in range(20):  # 2 s of tone in 0.1 s frames; frames 10.. start 0.5 s later
+            frame = av.AudioFrame.from_ndarray(tone[None, :], format="flt", layout="mono")
+            frame.sample_rate, frame.time_base = rate, Fraction(1, rate)
+            frame.pts = k * hop + (rate // 2 if k >= 10 else 0)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    outcomes, counts = run_media([row("gap", path)], tmp_path, max_silence_ratio=None)
+    (rec,) = outcomes[0].rows
+    assert counts["audio_gaps_filled"] == 1
+    assert rec["duration_s"] == pytest.approx(2.5)
+    y = decode_audio_blob(rec["audio_16k"])[0]
+    assert np.max(np.abs(y[int(1.05 * rate): int(1.45 * rate)])) == 0  # the gap
+    assert np.max(np.abs(y[int(1.55 * rate): int(2.45 * rate)])) > 0.25  # the tone after it, in place
