@@ -103,8 +103,14 @@ def source_path(row: dict) -> Path:
     return Path(raw)
 
 
+def media_offset(row: dict) -> float:
+    """Where the local file starts in the source: >0 for clip-span downloads (fetch stage)."""
+    return float(row.get("media_offset_s") or 0.0)
+
+
 def span_of(row: dict) -> SpanRequest:
-    start = 0.0 if row.get("start_s") is None else float(row["start_s"])
+    """The span to decode, in the local file's time (source time minus `media_offset_s`)."""
+    start = (0.0 if row.get("start_s") is None else float(row["start_s"])) - media_offset(row)
     dur = row.get("duration_s")
     if not math.isfinite(start) or start < 0:
         raise PermanentError("invalid_span", f"start_s must be a finite number ≥ 0, got {row.get('start_s')!r}")
@@ -228,8 +234,9 @@ class MediaStage(Stage):
     def _record(self, row: dict, info: SourceInfo, dw: DecodedWindow, is_cut: bool) -> dict:
         w = dw.window
         rec = {f: row.get(f) for f in RECORD_FIELDS}
-        offset = w.start - (row.get("start_s") or 0.0)
-        rec.update(key=make_key(row["corpus"], row["source_id"], w.start), start_s=w.start,
+        source_start = w.start + media_offset(row)  # back on the source's timeline
+        offset = source_start - (row.get("start_s") or 0.0)
+        rec.update(key=make_key(row["corpus"], row["source_id"], source_start), start_s=source_start,
                    duration_s=w.duration, true_duration_s=w.duration,
                    has_audio=info.has_audio, has_video=info.has_video,
                    words=retime_items(row.get("words"), offset, w.duration),
