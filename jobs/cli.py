@@ -15,7 +15,7 @@ from pipeline.errors import ConfigError, RunAborted, RunRefused
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="agomni: corpora → media → annotations → WebDataset shards for AudioGen-Omni training.")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # messages name paths: never break them
 WIDE = 140  # table width when output is not a terminal (logs, CI)
 
 
