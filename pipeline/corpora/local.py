@@ -1,6 +1,7 @@
 """LocalMediaAdapter: a CSV listing media files already on disk.
 
-Required column `path` (relative to the CSV's folder, or absolute); optional
+Required column `path` (relative to the CSV's folder, absolute, or a remote URI for the
+fetch stage: http(s)://..., youtube:<id>, ytdlp:<url>); optional
 `caption`, `transcript`, `lyrics`, `kind`, `split`, `start_s`, `duration_s`,
 `license`, `language`. A row whose text is not UTF-8 or whose numbers do not parse
 still becomes a record, ended as `failed:ingest:<class>` with the line number.
@@ -20,6 +21,7 @@ from .base import AdapterOptions, CorpusAdapter
 
 TEXT_COLUMNS = ("caption", "transcript", "lyrics")
 REQUIRED = ("path",)
+REMOTE_PREFIXES = ("http://", "https://", "youtube:", "ytdlp:")
 
 
 class LocalMediaOptions(AdapterOptions):
@@ -60,7 +62,11 @@ class LocalMediaAdapter(CorpusAdapter):
             if not media:
                 self.skip("empty_path")
                 continue
-            media_path = Path(media) if Path(media).is_absolute() else (path.parent / media)
+            if media.startswith(REMOTE_PREFIXES):  # fetched by the fetch stage
+                media_uri = media
+            else:
+                local = Path(media) if Path(media).is_absolute() else (path.parent / media)
+                media_uri = str(local.resolve())
             source_id = media.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
             status, problem = None, ""
             fields: dict = {}
@@ -90,7 +96,7 @@ class LocalMediaAdapter(CorpusAdapter):
             if start < 0:
                 status, problem = "failed:ingest:bad_number", f"{path}:{line}: negative start_s"
                 start = 0.0
-            rec = new_record(o.corpus_name, source_id, str(media_path.resolve()), start_s=start, duration_s=dur,
+            rec = new_record(o.corpus_name, source_id, media_uri, start_s=start, duration_s=dur,
                              split=(row.get("split") or "").strip() or o.default_split, kind=kind,
                              extra={"csv_line": line, **({"problem": problem} if problem else {})}, **fields)
             if status:
