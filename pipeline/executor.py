@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .commit import read_marker
 from .config import RunConfig
-from .errors import RunAborted
+from .errors import ConfigError, RunAborted
 from .layout import INGEST, RunLayout
 from .partition import run_partition
 from .registry import stage_class
@@ -75,6 +75,7 @@ class RayExecutor:
             else:
                 ray.init(num_cpus=cfg.ray.num_cpus, **kwargs)
             self.owns_ray = True
+        self._check_resources(ray.cluster_resources())
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.max_in_flight = cfg.ray.max_tasks_in_flight or max(2, 2 * cpus)
         self._cpu_fn = ray.remote(_cpu_partition)
@@ -83,6 +84,18 @@ class RayExecutor:
         self.root = str(layout.root)
         self.markers: dict[str, dict[int, dict]] = {}
         self._last_stats = 0.0
+
+    def _check_resources(self, cluster: dict) -> None:
+        """Fail fast when a stage asks for more than the whole cluster has (it would wait forever)."""
+        for i, spec in enumerate(self.cfg.stages):
+            for res, need in (("GPU", spec.resources.num_gpus), ("CPU", spec.resources.num_cpus)):
+                have = cluster.get(res, 0)
+                if need > have:
+                    self.shutdown()
+                    raise ConfigError(
+                        f"stages[{i}] ({spec.name}): resources ask for {need} {res} per "
+                        f"{'actor' if stage_class(spec.name).is_model_stage else 'task'} but the Ray cluster has "
+                        f"{have}; lower it, e.g. --set stages.{i}.resources.num_{res.lower()}s=0")
 
     # -- stages ------------------------------------------------------------------------------------
     def _initial_state(self, retry_failed: bool) -> tuple[dict[int, int], set[tuple[int, int]], int]:

@@ -135,3 +135,12 @@ def test_tampered_shard_is_caught_by_checksum(ray_local, corpus, tmp_path):
     tar.write_bytes(bytes(data))
     with pytest.raises(ShardChecksumError, match=tar.name):
         shard_urls(out, "train", verify=True)
+
+
+def test_stage_asking_for_gpus_the_cluster_lacks_fails_fast(ray_local, corpus, tmp_path):
+    from pipeline.errors import ConfigError
+
+    cfg = tone_config(corpus)
+    cfg["stages"][1]["resources"]["num_gpus"] = 1
+    with pytest.raises(ConfigError, match=r"stages\[1\].*1.0 GPU per actor but the Ray cluster has 0"):
+        run(parse_config(cfg), tmp_path / "run")
