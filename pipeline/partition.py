@@ -84,10 +84,25 @@ def outcomes_to_tables(stage: type[Stage], outcomes: list[Outcome]) -> tuple[pa.
     return ok, rej
 
 
+def _source_prefix(key: str) -> str:
+    """`corpus-source-` of a key (a window of a source shares it with the source row)."""
+    return key.rsplit("-", 1)[0]
+
+
 def _merge_retry(old_ok: pa.Table, new_ok: pa.Table, order: list[str]) -> pa.Table:
-    pos = {k: i for i, k in enumerate(order)}
+    """Old and retried ok rows in the order an uninterrupted run writes them: input order,
+    then (windows of one source) by start."""
+    starts: dict[str, list[tuple[str, int]]] = {}
+    for i, k in enumerate(order):
+        starts.setdefault(_source_prefix(k), []).append((k, i))
+
+    def input_index(key: str) -> int:  # the input row a (window) key came from
+        cands = [(k, i) for k, i in starts.get(_source_prefix(key), []) if k <= key]
+        return max(cands)[1] if cands else len(order)
+
     merged = pa.concat_tables([old_ok, new_ok], promote_options="permissive")
-    idx = sorted(range(merged.num_rows), key=lambda i: pos.get(merged["key"][i].as_py(), len(pos)))
+    keys = merged["key"].to_pylist()
+    idx = sorted(range(len(keys)), key=lambda i: (input_index(keys[i]), keys[i]))
     return merged.take(idx)
 
 
@@ -100,6 +115,8 @@ def run_partition(layout: RunLayout, stage_names: list[str], k: int, p: int, sta
     columns = None if cls.reads is None else list(cls.reads) + ["duration_s", "true_duration_s"]
     table = load_input(layout, stage_names, k, p, columns)
     old_rej = None
+    durations = {r["key"]: row_seconds_known(r) for r in table.select(
+        [c for c in ("key", "duration_s", "true_duration_s") if c in table.column_names]).to_pylist()}
     if retry_failed:
         old_marker = read_marker(layout.marker(name, p)) or {}
         old_rej = pq.read_table(layout.rejects(name, p))
@@ -137,8 +154,7 @@ def run_partition(layout: RunLayout, stage_names: list[str], k: int, p: int, sta
     if dur_cols:
         seconds_out = sum(row_seconds_known(r) for r in ok.select(dur_cols).to_pylist())
     elif not cls.fans_out:
-        by_key = {r["key"]: r for r in rows}
-        seconds_out = sum(row_seconds_known(by_key.get(kk, {})) for kk in ok["key"].to_pylist())
+        seconds_out = sum(durations.get(kk, 0.0) for kk in ok["key"].to_pylist())
     marker = {
         "stage": name, "partition": p, "config_hash": config_hash,
         "in": rows_all_in, "ok": n_ok, "filtered": n_filtered, "failed": n_failed,

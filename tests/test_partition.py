@@ -22,3 +22,15 @@ def test_join_keeps_order_drops_rejected_and_nulls_do_not_erase(tmp_path):
     assert [r["key"] for r in rows] == [recs[i]["key"] for i in (0, 1, 3)]  # ingest order
     assert [r["transcript"] for r in rows] == ["given", "heard", None]
     assert [round(r["speech_ratio"], 1) for r in rows] == [0.0, 0.1, 0.3]
+
+
+def test_retry_merge_puts_windows_back_in_uninterrupted_order():
+    import pyarrow as pa
+
+    from pipeline.partition import _merge_retry
+
+    order = ["c-a-000030000", "c-a-000001000", "c-b-000000000"]
+    old = pa.table({"key": ["c-a-000030000", "c-a-000040000"]})  # source a@30 cut in two windows
+    new = pa.table({"key": ["c-b-000000000", "c-b-000010000", "c-a-000001000"]})  # retried rows
+    merged = _merge_retry(old, new, order)["key"].to_pylist()
+    assert merged == ["c-a-000030000", "c-a-000040000", "c-a-000001000", "c-b-000000000", "c-b-000010000"]
