@@ -176,7 +176,7 @@ def remove_stale_shards(layout: RunLayout, plans: list[ShardPlan]) -> None:
 # -- reading ---------------------------------------------------------------------------------------
 
 class ShardChecksumError(RuntimeError):
-    pass
+    """A shard whose bytes differ from its index.json entry (corrupt or replaced)."""
 
 
 def shard_urls(run_dir: str | Path, split: str, verify: bool = False) -> list[str]:
