@@ -7,7 +7,8 @@ A stage maps the rows of one partition to outcomes. It declares:
 - `counters` the names of the things it counts (`self.count("frames_decoded")`)
 - `Options` a pydantic model of its options (validated before anything runs)
 - `fans_out` True when one input row may yield several output rows (windowing);
-  such a stage writes full records and becomes the base of later joins.
+  such a stage writes full rows (every input column, then its own) and becomes the
+  base of later joins.
 
 Rows come in as dicts; `process_row` returns the written columns (a dict, or a list
 of dicts for a fan-out stage) or raises `Filtered`/`PermanentError`/`TransientError`.

@@ -50,6 +50,7 @@ def test_kill9_at_random_moments_then_rerun_matches_uninterrupted(tmp_path):
     corpus = make_tone_corpus(tmp_path / "corpus", n=12, missing=(4,))
     cfg_path = tmp_path / "run.yaml"
     cfg = tone_config(corpus, sleep_s=0.2)
+    cfg["stages"].insert(1, {"name": "media", "options": {"decode_frames": False}})  # the real decoder too
     cfg["ray"] = {"num_cpus": 2}
     cfg_path.write_text(yaml.safe_dump(cfg))
 

@@ -234,6 +234,7 @@ class MediaStage(Stage):
     def _record(self, row: dict, info: SourceInfo, dw: DecodedWindow, is_cut: bool) -> dict:
         w = dw.window
         rec = {f: row.get(f) for f in RECORD_FIELDS}
+        rec.update(row)  # columns earlier stages wrote travel with every window (fan-out contract)
         source_start = w.start + media_offset(row)  # back on the source's timeline
         offset = source_start - (row.get("start_s") or 0.0)
         rec.update(key=make_key(row["corpus"], row["source_id"], source_start), start_s=source_start,
