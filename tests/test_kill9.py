@@ -33,17 +33,27 @@ def shard_files(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted((out / "shards").rglob("*")) if p.is_file()}
 
 
-def kill_group_at(cmd: list[str], after_s: float) -> bool:
-    """Start cmd in its own process group, SIGKILL the group after `after_s`. True if it was killed."""
+def markers(out: Path) -> int:
+    return len(list((out / "stages").rglob("*.done.json"))) if (out / "stages").exists() else 0
+
+
+def kill_group_after(cmd: list[str], out: Path, target: int, extra_s: float) -> bool:
+    """Start cmd in its own process group; SIGKILL the whole group once `target` commit markers
+    exist (then `extra_s` later, to land between commits too). True if it was killed mid-run."""
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    try:
-        proc.wait(timeout=after_s)
-        return False
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        return True
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline:
+        if markers(out) >= target:
+            time.sleep(extra_s)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return True
+            break
+        time.sleep(0.02)
+    proc.wait()
+    return False
 
 
 def test_kill9_at_random_moments_then_rerun_matches_uninterrupted(tmp_path):
@@ -55,20 +65,20 @@ def test_kill9_at_random_moments_then_rerun_matches_uninterrupted(tmp_path):
     cfg_path.write_text(yaml.safe_dump(cfg))
 
     baseline = tmp_path / "baseline"
-    t0 = time.time()
     run_to_end(cfg_path, baseline)
-    full_s = time.time() - t0
     expected = shard_files(baseline)
     expected_keys = sorted(s["__key__"] for split in ("train", "test") for s in stream_shards(baseline, split))
     assert len(expected_keys) == 11
 
+    total = markers(baseline)
     rng = random.Random(1234)
     kills = 0
     for trial in range(3):
         out = tmp_path / f"trial{trial}"
-        # several kills per trial, at random moments across the run's life (start-up included)
-        for _ in range(2):
-            kills += kill_group_at(preprocess_cmd(cfg_path, out), rng.uniform(1.0, full_s * 0.9))
+        # two kills per trial at random points of the commit sequence (start-up included: target 0)
+        first = rng.randrange(0, total // 2)
+        for target in (first, rng.randrange(first + 1, total)):
+            kills += kill_group_after(preprocess_cmd(cfg_path, out), out, target, rng.uniform(0.0, 0.4))
         run_to_end(cfg_path, out)
         assert shard_files(out) == expected, f"trial {trial}: shards differ from the uninterrupted run"
         keys = [s["__key__"] for split in ("train", "test") for s in stream_shards(out, split, verify=True)]
