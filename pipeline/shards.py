@@ -25,10 +25,9 @@ from .config import ShardSpec
 from .layout import RunLayout
 from .media.frames import decode_frames
 from .partition import load_input
-from .record import BLOB_COLUMNS, RECORD_FIELDS
+from .record import RECORD_FIELDS
 
 SHARD_MTIME = 0.0  # fixed member mtime: byte-identical shards on rerun
-TOKEN_COLUMNS = ("tokens",)
 ARRAY_MEMBERS = {  # column → (member name, dtype)
     "latent": ("latent.npy", np.float16),
     "clip_features": ("clip.npy", np.float16),
