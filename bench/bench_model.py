@@ -68,13 +68,18 @@ def training_throughput(cfg, batch: int, iters: int, device: str, dtype=None) ->
         loss.backward()
         optimizer.step()
 
-    step()  # warm-up
+    return batch / _seconds_per_call(step, device, iters)
+
+
+def _seconds_per_call(fn, device: str, repeats: int) -> float:
+    """Wall seconds per call of fn after one warm-up call, device work included."""
+    fn()
     _sync(device)
     start = time.perf_counter()
-    for _ in range(iters):
-        step()
+    for _ in range(repeats):
+        fn()
     _sync(device)
-    return batch * iters / (time.perf_counter() - start)
+    return (time.perf_counter() - start) / repeats
 
 
 def sampling_seconds(cfg, device: str, dtype=None, repeats: int = 1) -> float:
@@ -86,13 +91,7 @@ def sampling_seconds(cfg, device: str, dtype=None, repeats: int = 1) -> float:
         with torch.autocast(device_type=device, dtype=dtype, enabled=dtype is not None):
             sampler.sample(model, cond, cfg.latent_dim, torch.Generator().manual_seed(0))
 
-    run()  # warm-up
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        run()
-    _sync(device)
-    return (time.perf_counter() - start) / repeats
+    return _seconds_per_call(run, device, repeats)
 
 
 def _sync(device: str) -> None:
