@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import csv
 import logging
+import re
 import sys
 import unicodedata
 from collections.abc import Iterator
@@ -72,9 +73,14 @@ def require_file(path: Path, what: str) -> Path:
     return path
 
 
+def text_encoding(encoding: str) -> str:
+    """UTF-8 metadata is read as `utf-8-sig`: a byte-order mark must not become part of a first id."""
+    return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+
+
 def read_text(path: Path, encoding: str = "utf-8") -> str:
     try:
-        return path.read_text(encoding=encoding)
+        return path.read_text(encoding=text_encoding(encoding))
     except FileNotFoundError:
         raise CorpusFormatError(f"{path}: file not found") from None
     except UnicodeDecodeError as exc:
@@ -87,7 +93,7 @@ def csv_rows(path: Path, *, encoding: str = "utf-8", delimiter: str = ",",
     csv.field_size_limit(CSV_FIELD_LIMIT)
     if not Path(path).is_file():
         raise CorpusFormatError(f"{path}: file not found")
-    with open(path, newline="", encoding=encoding) as fh:
+    with open(path, newline="", encoding=text_encoding(encoding)) as fh:
         reader = csv.reader(fh, delimiter=delimiter, quoting=quoting)
         try:
             for cells in reader:
@@ -126,6 +132,13 @@ def literal(text: str) -> Any:
 
 def warn_row(path: Path, line: int, problem: str) -> None:
     log.warning("%s: line %d: %s", path, line, problem)
+
+
+YOUTUBE_ID = re.compile(r"[A-Za-z0-9_-]{11}")  # every YouTube video id: 11 characters of this set
+
+
+def is_youtube_id(text: str) -> bool:
+    return YOUTUBE_ID.fullmatch(text) is not None
 
 
 class YouTubeOptions(AdapterOptions):

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import Field
 
 from .base import CorpusAdapter
-from .common import YOUTUBE_PREFIX, CorpusFormatError, YouTubeOptions, YouTubeSource
+from .common import YOUTUBE_PREFIX, CorpusFormatError, YouTubeOptions, YouTubeSource, text_encoding
 from .lyrics import LyricLine, SongOptions, Timed, probe_audio_duration, song_clip_records, song_clips
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,9 @@ class DALIOptions(SongOptions, YouTubeOptions):
 def _load_json(path: Path) -> Any:
     try:
         if path.name.endswith(".gz"):
-            with gzip.open(path, "rt", encoding="utf-8") as fh:
+            with gzip.open(path, "rt", encoding=text_encoding("utf-8")) as fh:
                 return json.load(fh)
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding=text_encoding("utf-8")) as fh:
             return json.load(fh)
     except (json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError) as exc:
         raise CorpusFormatError(f"{path}: not a DALI JSON annotation file: {exc}") from None

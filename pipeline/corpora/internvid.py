@@ -11,7 +11,7 @@ from pydantic import Field
 from pipeline.record import new_record
 
 from .base import CorpusAdapter
-from .common import CorpusFormatError, YouTubeOptions, YouTubeSource, warn_row
+from .common import CorpusFormatError, YouTubeOptions, YouTubeSource, text_encoding, warn_row
 from .timefmt import TimeFormatError, parse_time
 
 REQUIRED = ("YoutubeID", "Start_timestamp", "End_timestamp", "Caption")
@@ -42,7 +42,7 @@ class InternVidAdapter(CorpusAdapter):
     def iter_records(self) -> Iterator[dict]:
         source = YouTubeSource(self.options)
         for path in self.input_files():
-            with open(path, encoding="utf-8") as fh:
+            with open(path, encoding=text_encoding("utf-8")) as fh:
                 for line_no, line in enumerate(fh, 1):
                     if not line.strip():
                         continue

@@ -13,7 +13,7 @@ from pydantic import Field
 from pipeline.record import new_record
 
 from .base import CorpusAdapter
-from .common import YouTubeOptions, YouTubeSource, csv_rows, resolve, warn_row
+from .common import YouTubeOptions, YouTubeSource, csv_rows, is_youtube_id, resolve, warn_row
 
 CLIP_S = 10.0
 COLUMNS = ("youtube_id", "start_seconds", "label", "split")
@@ -51,8 +51,17 @@ class VGGSoundAdapter(CorpusAdapter):
                 warn_row(self.csv_path, line, f"start_seconds {start_text!r} is not a number")
                 self.skip("bad_start")
                 continue
-            if not vid or start < 0:
-                self.skip("bad_row")
+            if start < 0:
+                warn_row(self.csv_path, line, f"negative start_seconds {start_text!r}")
+                self.skip("negative_start")
+                continue
+            if not is_youtube_id(vid):
+                warn_row(self.csv_path, line, f"{vid!r} is not a YouTube video id (11 characters of A-Z a-z 0-9 _ -)")
+                self.skip("bad_youtube_id")
+                continue
+            if not split:
+                warn_row(self.csv_path, line, "empty split")
+                self.skip("empty_split")
                 continue
             yield new_record(
                 self.name, vid, source.uri(vid, start, start + clip_s), start_s=start, duration_s=clip_s,

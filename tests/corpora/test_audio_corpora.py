@@ -41,10 +41,35 @@ def test_mirror_pattern_is_validated():
 
 
 def test_vggsound_bad_rows_are_counted(tmp_path):
-    (tmp_path / "vggsound.csv").write_text("abc,1,ok,train\nabc,x,bad start,train\nonly,two\n\nxyz,5,fine,test\n")
+    (tmp_path / "vggsound.csv").write_text("abcdefghijk,1,ok,train\nabcdefghijk,x,bad start,train\nonly,two\n\n"
+                                           "xyz_-012345,5,fine,test\n")
     recs, adapter = run_adapter("vggsound", root=tmp_path)
-    assert [r["source_id"] for r in recs] == ["abc", "xyz"]
+    assert [r["source_id"] for r in recs] == ["abcdefghijk", "xyz_-012345"]
     assert adapter.skipped == {"bad_start": 1, "bad_row": 1}
+
+
+def test_vggsound_rejects_empty_split_bad_ids_and_negative_starts_at_ingest(tmp_path, caplog):
+    (tmp_path / "vggsound.csv").write_text(
+        "abcdefghijk,1,ok,train\nabcdefghijk,2,no split,\nabc,3,short id,train\nabcdefghij!,4,bad char,train\n"
+        "abcdefghijk,-5,negative,train\n")
+    recs, adapter = run_adapter("vggsound", root=tmp_path)
+    assert [r["start_s"] for r in recs] == [1.0]
+    assert adapter.skipped == {"empty_split": 1, "bad_youtube_id": 2, "negative_start": 1}
+    assert "negative start_seconds" in caplog.text and "line 5" in caplog.text
+
+
+def test_utf8_byte_order_mark_does_not_reach_the_first_row(tmp_path):
+    """Issue 13.6: a BOM made the first VGGSound id `\\ufeff---g-f_I2yQ` and the first InternVid line bad JSON."""
+    (tmp_path / "vggsound.csv").write_bytes(b"\xef\xbb\xbf---g-f_I2yQ,1,people marching,test\n")
+    recs, adapter = run_adapter("vggsound", root=tmp_path)
+    assert [r["source_id"] for r in recs] == ["---g-f_I2yQ"] and not adapter.skipped
+    src = FIXTURE_ROOTS["internvid"] / "InternVid-10M-flt.jsonl"
+    (tmp_path / "iv").mkdir()
+    (tmp_path / "iv" / "InternVid-10M-flt.jsonl").write_bytes(b"\xef\xbb\xbf" + src.read_bytes())
+    plain, plain_adapter = run_adapter("internvid")
+    bom, bom_adapter = run_adapter("internvid", root=tmp_path / "iv")
+    assert [r["key"] for r in bom] == [r["key"] for r in plain]
+    assert bom_adapter.skipped == plain_adapter.skipped
 
 
 def test_audiocaps_groups_five_captions_per_clip():
