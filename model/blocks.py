@@ -6,6 +6,12 @@ are RMS-normalised and rotated (PAAPI), attention runs once over the concatenati
 and the result is split back per stream for the stream's own output projection and SwiGLU.
 A single-stream audio block is a `JointBlock` with only the latent stream.
 
+Temporal convolutions (MMAudio's block design, adopted by the paper): the temporal streams
+(latent, CLIP) use a convolution of `stream_kernel_size` frames for their output projection and
+their SwiGLU; the text stream stays pointwise; the final layer is a convolution of
+`final_kernel_size` frames. Every convolution zeroes padded frames first (selection, not
+multiplication), so padding never leaks into real frames. Kernel size 1 is the pointwise layer.
+
 Shapes: B batch, L_s tokens of stream s, H hidden width, h heads, d = H / h.
 """
 from __future__ import annotations
@@ -21,6 +27,8 @@ from model.rope import ApplyRotary, RotaryTable
 _FULL_MODULATION_CHUNKS = 6
 # a "pre-only" stream (context stream in the last joint block) only feeds keys/values: shift, scale
 _PRE_ONLY_MODULATION_CHUNKS = 2
+# streams with a time axis: their output projection and feed-forward convolve over frames
+TEMPORAL_STREAMS = frozenset({"latent", "clip"})
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -41,21 +49,59 @@ class RMSNorm(nn.Module):
         return x.to(dtype) * self.weight
 
 
-class SwiGLU(nn.Module):
-    def __init__(self, dim: int, hidden_dim: int):
-        super().__init__()
-        self.gate_proj = nn.Linear(dim, hidden_dim, bias=False)
-        self.up_proj = nn.Linear(dim, hidden_dim, bias=False)
-        self.down_proj = nn.Linear(hidden_dim, dim, bias=False)
+def zero_padding(x: Tensor, mask: Tensor | None) -> Tensor:
+    """x [B, L, D] with padded frames (mask [B, L] False) selected to 0; mask None: all real."""
+    if mask is None:
+        return x
+    return torch.where(mask[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+class TemporalConv(nn.Module):
+    """Channel-last 1-D convolution over frames ([B, L, D_in] -> [B, L, D_out], same length) that
+    zeroes padded frames before convolving. kernel_size 1 is a plain Linear (no mask needed)."""
+
+    def __init__(self, in_dim: int, out_dim: int, kernel_size: int, bias: bool = True):
+        super().__init__()
+        if kernel_size < 1 or kernel_size % 2 != 1:
+            raise ValueError(f"temporal kernel size must be odd and >= 1, got {kernel_size}")
+        self.kernel_size = kernel_size
+        if kernel_size == 1:
+            self.linear = nn.Linear(in_dim, out_dim, bias=bias)
+        else:
+            self.conv = nn.Conv1d(in_dim, out_dim, kernel_size, padding=kernel_size // 2, bias=bias)
+
+    @property
+    def weight(self) -> Tensor:
+        return self.linear.weight if self.kernel_size == 1 else self.conv.weight
+
+    @property
+    def bias(self) -> Tensor | None:
+        return self.linear.bias if self.kernel_size == 1 else self.conv.bias
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        if self.kernel_size == 1:
+            return self.linear(x)
+        return self.conv(zero_padding(x, mask).transpose(1, 2)).transpose(1, 2)
+
+
+class SwiGLU(nn.Module):
+    """SwiGLU feed-forward; with kernel_size > 1 its three projections are temporal convolutions
+    (MMAudio's ConvMLP)."""
+
+    def __init__(self, dim: int, hidden_dim: int, kernel_size: int = 1):
+        super().__init__()
+        self.gate_proj = TemporalConv(dim, hidden_dim, kernel_size, bias=False)
+        self.up_proj = TemporalConv(dim, hidden_dim, kernel_size, bias=False)
+        self.down_proj = TemporalConv(hidden_dim, dim, kernel_size, bias=False)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x, mask)) * self.up_proj(x, mask), mask)
 
 
 class StreamLayer(nn.Module):
     """One stream's share of a block: AdaLN, q/k/v with QK-norm and RoPE, output projection, SwiGLU."""
 
-    def __init__(self, cfg: MMDiTConfig, pre_only: bool):
+    def __init__(self, cfg: MMDiTConfig, pre_only: bool, kernel_size: int = 1):
         super().__init__()
         dim, self.num_heads = cfg.hidden_dim, cfg.num_heads
         self.pre_only = pre_only
@@ -69,9 +115,9 @@ class StreamLayer(nn.Module):
         self.rope = ApplyRotary()
         if not pre_only:
             self.q_norm = RMSNorm(cfg.head_dim, cfg.qk_norm_eps)
-            self.out_proj = nn.Linear(dim, dim)
+            self.out_proj = TemporalConv(dim, dim, kernel_size)
             self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-            self.ffn = SwiGLU(dim, cfg.ffn_hidden_dim)
+            self.ffn = SwiGLU(dim, cfg.ffn_hidden_dim, kernel_size)
 
     def queries_keys_values(self, x: Tensor, cond: Tensor, rope: RotaryTable) -> tuple[tuple, tuple]:
         # x: [B, L, H]; cond: [B, L or 1, H] -> (q or None, k, v) each [B, h, L, d], modulation chunks
@@ -84,11 +130,11 @@ class StreamLayer(nn.Module):
         q = None if self.pre_only else self.rope(self.q_norm(proj[0]), rope)
         return (q, k, proj[-1]), mod
 
-    def finish(self, x: Tensor, attn: Tensor, mod: tuple) -> Tensor:
-        # attn: [B, L, H] this stream's slice of the joint attention output
+    def finish(self, x: Tensor, attn: Tensor, mod: tuple, mask: Tensor | None = None) -> Tensor:
+        # attn: [B, L, H] this stream's slice of the joint attention output; mask: [B, L] real tokens
         _, _, gate1, shift2, scale2, gate2 = mod  # shift/scale 1 were used before attention
-        x = x + gate1 * self.out_proj(attn)
-        return x + gate2 * self.ffn(modulate(self.norm2(x), shift2, scale2))
+        x = x + gate1 * self.out_proj(attn, mask)
+        return x + gate2 * self.ffn(modulate(self.norm2(x), shift2, scale2), mask)
 
 
 class JointBlock(nn.Module):
@@ -104,7 +150,14 @@ class JointBlock(nn.Module):
         if unknown:
             raise ValueError(f"pre_only streams {sorted(unknown)} are not among {streams}")
         self.stream_names = list(streams)
-        self.streams = nn.ModuleDict({s: StreamLayer(cfg, pre_only=s in pre_only) for s in streams})
+        self.streams = nn.ModuleDict(
+            {
+                s: StreamLayer(
+                    cfg, pre_only=s in pre_only, kernel_size=cfg.stream_kernel_size if s in TEMPORAL_STREAMS else 1
+                )
+                for s in streams
+            }
+        )
 
     def forward(
         self,
@@ -129,8 +182,9 @@ class JointBlock(nn.Module):
         out = out.transpose(1, 2).reshape(B, L, heads * d)  # [B, ΣL_q, H]
         result = dict(xs)  # pre-only streams pass through unchanged
         parts = out.split([xs[n].shape[1] for n in querying], dim=1)
+        masks = dict(zip(self.stream_names, key_mask.split([xs[n].shape[1] for n in self.stream_names], dim=1)))
         for name, part in zip(querying, parts):
-            result[name] = self.streams[name].finish(xs[name], part, mods[name])
+            result[name] = self.streams[name].finish(xs[name], part, mods[name], masks[name])
         return result
 
 
@@ -142,9 +196,9 @@ class FinalLayer(nn.Module):
         dim = cfg.hidden_dim
         self.adaln = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
         self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.proj = nn.Linear(dim, cfg.latent_dim)
+        self.proj = TemporalConv(dim, cfg.latent_dim, cfg.final_kernel_size)
 
-    def forward(self, x: Tensor, frame_cond: Tensor) -> Tensor:
-        # x: [B, T, H]; frame_cond: [B, T, H] -> [B, T, C]
+    def forward(self, x: Tensor, frame_cond: Tensor, mask: Tensor | None = None) -> Tensor:
+        # x: [B, T, H]; frame_cond: [B, T, H]; mask: [B, T] real frames -> [B, T, C]
         shift, scale = self.adaln(frame_cond).chunk(2, dim=-1)
-        return self.proj(modulate(self.norm(x), shift, scale))
+        return self.proj(modulate(self.norm(x), shift, scale), mask)

@@ -26,9 +26,11 @@ class VelocityModel(Protocol):
 
 def masked_mse(pred: Tensor, target: Tensor, latent_mask: Tensor) -> Tensor:
     """Mean squared error over real latent frames only (padding contributes nothing)."""
-    # pred, target: [B, T, C]; latent_mask: [B, T]
-    w = latent_mask[..., None].to(pred.dtype)
-    return ((pred - target).pow(2) * w).sum() / (w.sum() * pred.shape[-1])
+    # pred, target: [B, T, C]; latent_mask: [B, T]. Selection (not multiplication) keeps NaN/inf
+    # in padded frames out of the loss and its gradient.
+    keep = latent_mask[..., None]
+    err = torch.where(keep, pred - target, torch.zeros((), dtype=pred.dtype, device=pred.device)).float()
+    return err.pow(2).sum() / (keep.sum() * pred.shape[-1])
 
 
 class FlowMatching:
@@ -45,12 +47,22 @@ class FlowMatching:
         return torch.sigmoid(self.cfg.logit_normal_mean + self.cfg.logit_normal_std * z)
 
     def cfg_dropout(self, cond: Conditions, generator: torch.Generator | None = None) -> Conditions:
-        """Drop each modality independently per sample with probability cfg_dropout."""
-        B = cond.batch_size
-        for modality in MODALITIES:
-            dropped = torch.rand(B, generator=generator) < self.cfg.cfg_dropout
-            cond = cond.drop([modality], dropped.to(cond.latent_mask.device))
+        """Drop all modalities of a sample with probability cfg_drop_all; otherwise drop each
+        modality independently with probability cfg_dropout."""
+        dropped = self.draw_modality_drops(cond.batch_size, generator).to(cond.latent_mask.device)
+        for j, modality in enumerate(MODALITIES):
+            cond = cond.drop([modality], dropped[:, j])
         return cond
+
+    def draw_modality_drops(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """[n, len(MODALITIES)] bool: which modalities CFG dropout removes from each of n samples.
+
+        A sample loses everything with probability cfg_drop_all, otherwise each modality
+        independently with probability cfg_dropout. Fully unconditional share:
+        cfg_drop_all + (1 − cfg_drop_all) · cfg_dropout³ (10.09% by default).
+        """
+        drop_all = torch.rand(n, 1, generator=generator) < self.cfg.cfg_drop_all
+        return (torch.rand(n, len(MODALITIES), generator=generator) < self.cfg.cfg_dropout) | drop_all
 
     def interpolate(self, x0: Tensor, x1: Tensor, t: Tensor) -> Tensor:
         t = t[:, None, None].to(x1.dtype)
@@ -106,21 +118,35 @@ class EulerSampler:
         num_steps: int | None = None,
         cfg_scale: float | None | str = "default",
         dtype: torch.dtype = torch.float32,
+        t_start: float | None = None,
     ) -> Tensor:
-        """Latents [B, T, C] (zero at padded frames) for the clips described by `cond`."""
+        """Latents [B, T, C] (zero at padded frames) for the clips described by `cond`.
+
+        Euler steps on the uniform grid t_start = t_0 < … < t_N = 1 (t_start: FlowConfig.t_start
+        unless given), starting from pure noise at t_start.
+        """
         steps = self.cfg.num_steps if num_steps is None else num_steps
         if steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {steps}")
+        start = self.cfg.t_start if t_start is None else t_start
+        if not 0 <= start < 1:
+            raise ValueError(f"t_start must be in [0, 1), got {start}")
         scale = self.cfg.cfg_scale if cfg_scale == "default" else cfg_scale
         B, T = cond.latent_mask.shape
         device = cond.latent_mask.device
-        keep = cond.latent_mask[..., None].to(dtype)
-        x = torch.randn((B, T, latent_dim), generator=generator, dtype=dtype).to(device) * keep
+        keep = cond.latent_mask[..., None]
+        zero = torch.zeros((), dtype=dtype, device=device)
+        x = torch.where(keep, torch.randn((B, T, latent_dim), generator=generator, dtype=dtype).to(device), zero)
         prep_cond = model.prepare(cond)
         prep_uncond = None if scale is None else model.prepare(cond.unconditional())
-        times = torch.linspace(0.0, 1.0, steps + 1, device=device)
+        times = self.schedule(steps, start, device)
         for i in range(steps):
             t = times[i].expand(B)
             v = self.guided_velocity(model, x, t, prep_cond, prep_uncond, scale)
             x = x + (times[i + 1] - times[i]) * v.to(dtype)
-        return x * keep
+        return torch.where(keep, x, zero)
+
+    @staticmethod
+    def schedule(steps: int, t_start: float = 0.0, device=None) -> Tensor:
+        """[steps + 1] flow times of the Euler grid, from t_start to 1."""
+        return torch.linspace(t_start, 1.0, steps + 1, device=device)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.config import LyricsEncoderConfig
-from model.inputs import has_values
+from model.inputs import check_values_of
 
 # the sinusoidal table uses the Transformer's 10000 base
 _SINUSOID_BASE = 10000.0
@@ -32,6 +32,11 @@ def sinusoidal_table(num_positions: int, dim: int) -> Tensor:
     return table.float()
 
 
+def zero_padding(x: Tensor, mask: Tensor) -> Tensor:
+    """x [B, L, D] with padded steps (mask [B, L] False) selected to 0 (never multiplied: NaN-safe)."""
+    return torch.where(mask[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
 class MaskedGRN(nn.Module):
     """Global response normalisation (ConvNeXt-V2) over real time steps only."""
 
@@ -41,8 +46,8 @@ class MaskedGRN(nn.Module):
         self.beta = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        # x: [B, L, D] with zeros at padding; mask: [B, L]
-        x = x * mask[..., None]
+        # x: [B, L, D]; mask: [B, L] bool
+        x = zero_padding(x, mask)
         gx = torch.linalg.vector_norm(x, dim=1, keepdim=True)  # [B, 1, D] padding adds 0
         nx = gx / (gx.mean(dim=-1, keepdim=True) + _GRN_EPS)
         return self.gamma * (x * nx) + self.beta + x
@@ -61,12 +66,18 @@ class ConvNeXtV2Block(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         # x: [B, L, D]; mask: [B, L] bool
-        keep = mask[..., None].to(x.dtype)
-        x = x * keep
+        x = zero_padding(x, mask)
         h = self.dwconv(x.transpose(1, 2)).transpose(1, 2)
         h = F.gelu(self.pwconv1(self.norm(h)))
-        h = self.pwconv2(self.grn(h, mask.to(x.dtype)))
-        return (x + h) * keep
+        h = self.pwconv2(self.grn(h, mask))
+        return zero_padding(x + h, mask)
+
+
+def check_voice_ids(ids: Tensor, mask: Tensor, vocab_size: int) -> None:
+    """Refuse real VoiceBPE ids outside [0, vocab_size) (a value check: eager / collate side)."""
+    real = ids[mask]
+    if real.numel() and (int(real.min()) < 0 or int(real.max()) >= vocab_size):
+        raise ValueError(f"VoiceBPE id out of range [0, {vocab_size}): min {int(real.min())}, max {int(real.max())}")
 
 
 class LyricsEncoder(nn.Module):
@@ -92,18 +103,13 @@ class LyricsEncoder(nn.Module):
             raise ValueError(
                 f"{length} VoiceBPE positions exceed the encoder's table of {self.cfg.max_positions}"
             )
-        real = ids[mask] if has_values(ids) else ids.new_zeros(0)
-        if real.numel() and (int(real.min()) < 0 or int(real.max()) >= self.cfg.vocab_size):
-            raise ValueError(
-                f"VoiceBPE id out of range [0, {self.cfg.vocab_size}): min {int(real.min())}, max {int(real.max())}"
-            )
+        if check_values_of(ids):
+            check_voice_ids(ids, mask, self.cfg.vocab_size)
         ids = ids.masked_fill(~mask, self.cfg.pad_id)
-        x = self.embed(ids) + self.positions[:length]
-        keep = mask[..., None].to(x.dtype)
-        x = x * keep
+        x = zero_padding(self.embed(ids) + self.positions[:length].to(self.embed.weight.dtype), mask)
         for block in self.blocks:
             x = block(x, mask)
-        return x * keep
+        return zero_padding(x, mask)
 
 
 def pad_voice_ids(sequences: list[Tensor | None], latent_frames: list[int], pad_id: int = 0) -> tuple[Tensor, Tensor]:

@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model.blocks import FinalLayer, JointBlock
+from model.blocks import FinalLayer, JointBlock, TemporalConv
 from model.conditioning import GlobalCondition, SyncCondition, masked_mean
 from model.config import MMDiTConfig
 from model.inputs import Conditions
@@ -31,6 +32,20 @@ def _input_mlp(in_dim: int, dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
 
 
+class TemporalInput(nn.Module):
+    """Input projection of a stream with a time axis: conv over `kernel_size` frames -> SiLU ->
+    Linear (MMAudio's conv input projection; padded frames are zeroed before the convolution)."""
+
+    def __init__(self, in_dim: int, dim: int, kernel_size: int):
+        super().__init__()
+        self.conv = TemporalConv(in_dim, dim, kernel_size)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        # x: [B, L, D_in]; mask: [B, L] -> [B, L, H]
+        return self.proj(F.silu(self.conv(x, mask)))
+
+
 def substitute_empty(
     features: Tensor | None, mask: Tensor | None, present: Tensor, empty: Tensor
 ) -> tuple[Tensor, Tensor]:
@@ -40,14 +55,16 @@ def substitute_empty(
     An absent sample becomes [empty, 0, 0, ...] with mask [True, False, ...].
     """
     B = present.shape[0]
-    if features is None:
+    if features is None or features.shape[1] == 0:
         return empty.expand(B, 1, -1), torch.ones(B, 1, dtype=torch.bool, device=empty.device)
+    features = features.to(empty.dtype)
     L = features.shape[1]
     empty_seq = torch.zeros_like(features[:1])  # [1, L, D]
-    empty_seq = torch.cat([empty.to(features.dtype).expand(1, 1, -1), empty_seq[:, 1:]], dim=1)
-    empty_mask = torch.zeros(1, L, dtype=torch.bool, device=mask.device)
-    empty_mask[0, 0] = True
+    empty_seq = torch.cat([empty.expand(1, 1, -1), empty_seq[:, 1:]], dim=1)
+    empty_mask = torch.arange(L, device=mask.device)[None, :] == 0  # [1, L]: [True, False, ...]
     keep = present[:, None, None]
+    # padded slots are selected to zero (never multiplied): garbage there cannot leak
+    features = torch.where(mask[..., None], features, torch.zeros((), dtype=features.dtype, device=features.device))
     return torch.where(keep, features, empty_seq), torch.where(present[:, None], mask, empty_mask)
 
 
@@ -73,7 +90,7 @@ class MMDiT(nn.Module):
         super().__init__()
         self.cfg = cfg
         dim = cfg.hidden_dim
-        self.latent_in = _input_mlp(cfg.latent_dim, dim)
+        self.latent_in = TemporalInput(cfg.latent_dim, dim, cfg.input_kernel_size)
         self.clip_in = _input_mlp(cfg.clip_dim, dim)
         self.caption_in = _input_mlp(cfg.text_dim, dim)
         self.voice_in = _input_mlp(cfg.lyrics.dim, dim)
@@ -113,6 +130,11 @@ class MMDiT(nn.Module):
         nn.init.zeros_(self.final.proj.weight)
         nn.init.zeros_(self.final.proj.bias)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """dtype of the network's parameters (inputs are cast to it)."""
+        return self.empty_clip.dtype
+
     # ---- conditions ---------------------------------------------------------------------
 
     def prepare(self, cond: Conditions) -> PreparedConditions:
@@ -124,6 +146,7 @@ class MMDiT(nn.Module):
         sync_mask = cond.mask_of("sync")
         has_sync = has_video if sync_mask is None else has_video & sync_mask.any(1)
         sync, sync_mask = substitute_empty(cond.sync, sync_mask, has_sync, self.empty_sync)
+        sync_times = cond.sync_times if cond.sync is not None and cond.sync.shape[1] > 0 else None
         caption, caption_mask = substitute_empty(
             cond.caption, cond.mask_of("caption"), has_caption, self.empty_caption
         )
@@ -137,14 +160,38 @@ class MMDiT(nn.Module):
         clip_tokens = self.clip_in(clip)  # [B, Tc, H]
         caption_tokens = self.caption_in(caption)  # [B, Lc, H]
         voice_tokens = self.voice_in(voice)  # [B, Lv, H]
-        sync_frames = self.sync_cond(sync, sync_mask.sum(1), T)  # [B, T, H]
+        sync_frames = self.sync_cond(sync, sync_mask, T, sync_times, cond.latent_mask)  # [B, T, H]
 
+        Lv = voice_tokens.shape[1]
+        use_times = (
+            cfg.voice_alignment and cond.voice_times is not None and cond.voice_ids is not None
+            and cond.voice_ids.shape[1] == Lv
+        )
+        if not use_times:
+            # the paper's layout: VoiceBPE token i at latent frame i (ids padded to the frame budget)
+            voice_rope = self.rotary.table(Lv, cfg.voice_rate)
+        else:
+            # aligned transcript/lyrics: each token at its start time on the audio timeline. A sample
+            # whose real tokens are not all timed (NaN or negative time: no alignment for that row,
+            # or all at one instant) keeps the paper's layout; padded tokens are never read.
+            real = voice_mask & has_voice[:, None]
+            times = cond.voice_times.float()
+            valid = torch.where(real, times.isfinite() & (times >= 0), True).all(1, keepdim=True)  # [B, 1]
+            # several tokens all at one instant (e.g. zero-filled times of an unaligned row) carry
+            # no timing either
+            inf = torch.tensor(float("inf"), device=times.device)
+            spread = torch.where(real, times, -inf).amax(1, keepdim=True) - torch.where(real, times, inf).amin(
+                1, keepdim=True
+            )
+            timed = valid & ((spread > 0) | (real.sum(1, keepdim=True) <= 1))
+            layout = self.rotary.positions(Lv, cfg.voice_rate, device=times.device).float()[None]  # [1, Lv]
+            zero = torch.zeros((), device=times.device)
+            positions = torch.where(timed, torch.where(real, times, zero) * cfg.latent_rate, layout)
+            voice_rope = self.rotary.table_at(positions)  # [B, Lv, d/2]
         ropes = {
             "latent": self.rotary.table(T, cfg.latent_rate),
             "clip": self.rotary.table(clip_tokens.shape[1], cfg.clip_rate),
-            "text": RotaryTable.cat(
-                [self.rotary.identity(caption_tokens.shape[1]), self.rotary.table(voice_tokens.shape[1], cfg.voice_rate)]
-            ),
+            "text": RotaryTable.cat([self.rotary.identity(caption_tokens.shape[1]), voice_rope]),
         }
         return PreparedConditions(
             latent_mask=cond.latent_mask,
@@ -171,11 +218,15 @@ class MMDiT(nn.Module):
             raise ValueError(f"x_t has {C} channels, the model expects latent_dim={self.cfg.latent_dim}")
         if t.ndim == 0:
             t = t.expand(B)
+        out_dtype = x_t.dtype
+        # the network's own dtype (fp32, or bf16 after model.to(torch.bfloat16)); padded frames
+        # are selected away so that garbage there (even NaN) cannot reach real outputs
+        x_t = torch.where(prep.latent_mask[..., None], x_t.to(self.dtype), torch.zeros((), dtype=self.dtype, device=x_t.device))
         g = self.global_cond(t, prep.start_s, prep.duration_s, prep.clip_pool, prep.caption_pool)  # [B, H]
         frame_cond = g[:, None, :] + prep.sync_frames  # [B, T, H]
         global_cond = g[:, None, :]  # [B, 1, H]
 
-        streams = {"latent": self.latent_in(x_t), "clip": prep.clip_tokens, "text": prep.text_tokens}
+        streams = {"latent": self.latent_in(x_t, prep.latent_mask), "clip": prep.clip_tokens, "text": prep.text_tokens}
         conds = {"latent": frame_cond, "clip": global_cond, "text": global_cond}
         joint_mask = torch.cat([prep.latent_mask, prep.clip_mask, prep.text_mask], dim=1)  # [B, ΣL]
         for block in self.joint_blocks:
@@ -185,8 +236,8 @@ class MMDiT(nn.Module):
         latent_only = {"latent": frame_cond}
         for block in self.single_blocks:
             x = block({"latent": x}, latent_only, prep.ropes, prep.latent_mask)["latent"]
-        v = self.final(x, frame_cond)  # [B, T, C]
-        return v * prep.latent_mask[..., None].to(v.dtype)
+        v = self.final(x, frame_cond, prep.latent_mask)  # [B, T, C]
+        return torch.where(prep.latent_mask[..., None], v, torch.zeros((), dtype=v.dtype, device=v.device)).to(out_dtype)
 
     def forward(self, x_t: Tensor, t: Tensor, cond: Conditions) -> Tensor:
         return self.velocity(x_t, t, self.prepare(cond))

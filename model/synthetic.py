@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import torch
 
 from model.config import MMDiTConfig, frames_for_duration
+from model.encoders.registry import sync_token_count, sync_token_times
 from model.inputs import Conditions, latent_mask_for_durations
 
 
@@ -33,9 +34,11 @@ def synthetic_conditions(
     has_voice: bool | Sequence[bool] = True,
     start_s: Sequence[float] | None = None,
 ) -> Conditions:
-    """Conditions for clips of `durations_s`: CLIP at clip_rate, sync at sync_rate, caption states of
-    up to `caption_tokens` tokens, VoiceBPE ids (about `voice_fraction` of the latent frames) padded
-    to the latent length. Samples flagged absent carry an all-padding mask for that modality."""
+    """Conditions for clips of `durations_s`: CLIP at clip_rate; Synchformer tokens as the encoder
+    gives them (`sync_token_count`: 8 s -> 192, none below one 0.64 s window) with their real times
+    (`sync_times`); caption states of up to `caption_tokens` tokens; VoiceBPE ids (about
+    `voice_fraction` of the latent frames) padded to the latent length. Samples flagged absent
+    carry an all-padding mask for that modality."""
     B = len(durations_s)
     g = generator
     latent_mask = latent_mask_for_durations(durations_s, cfg.latent_rate, cfg.max_duration_s)
@@ -43,7 +46,14 @@ def synthetic_conditions(
     video, caption, voice = _flags(has_video, B), _flags(has_caption, B), _flags(has_voice, B)
 
     clip_mask = _lengths_mask([frames_for_duration(d, cfg.clip_rate) for d in durations_s]) & video[:, None]
-    sync_mask = _lengths_mask([frames_for_duration(d, cfg.sync_rate) for d in durations_s]) & video[:, None]
+    spec = cfg.sync_spec()
+    sync_counts = [sync_token_count(d, spec) for d in durations_s]
+    sync_mask = _lengths_mask([max(1, n) for n in sync_counts])
+    sync_mask = sync_mask & (torch.arange(sync_mask.shape[1])[None] < torch.tensor(sync_counts)[:, None]) & video[:, None]
+    # real times of consecutive windows; padded slots hold the continuation (never read)
+    sync_times = torch.from_numpy(
+        sync_token_times(-(-sync_mask.shape[1] // spec.tokens_per_window), spec)[: sync_mask.shape[1]]
+    ).expand(B, -1).clone()
     cap_len = torch.randint(1, caption_tokens + 1, (B,), generator=g).tolist()
     caption_mask = _lengths_mask(cap_len) & caption[:, None]
     voice_len = [max(1, int(f * voice_fraction)) for f in latent_frames]
@@ -63,6 +73,7 @@ def synthetic_conditions(
         clip_mask=clip_mask,
         sync=feats(sync_mask, cfg.sync_dim),
         sync_mask=sync_mask,
+        sync_times=sync_times,
         caption=feats(caption_mask, cfg.text_dim),
         caption_mask=caption_mask,
         voice_ids=voice_ids,

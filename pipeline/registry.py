@@ -12,6 +12,7 @@ STAGES: dict[str, str] = {
     "transcribe": "pipeline.stages.transcribe:TranscribeStage",
     "lyrics": "pipeline.stages.lyrics:LyricsStage",
     "tokenize": "pipeline.stages.tokenize:TokenizeStage",
+    "generate": "pipeline.stages.generate:GenerateStage",
 }
 
 ADAPTERS: dict[str, str] = {
@@ -28,6 +29,7 @@ ADAPTERS: dict[str, str] = {
     "lrc_songs": "pipeline.corpora.lrc_songs:LRCSongsAdapter",
     "jamendo": "pipeline.corpora.jamendo:JamendoLyricsAdapter",
     "dali": "pipeline.corpora.dali:DALIAdapter",
+    "requests": "pipeline.corpora.requests:RequestsAdapter",
 }
 
 

@@ -70,15 +70,20 @@ def _latent(name, dim, impl, weights=None, weight_free=False) -> EncoderEntry:
 
 ENCODERS: dict[str, EncoderEntry] = {
     # CLIP image encoders (8 fps)
-    "metaclip-bigg14-quickgelu": _clip("metaclip-bigg14-quickgelu", 1280, 224, "facebook/metaclip-2.5b"),  # paper
+    # paper; weights: open_clip's pretrained table (ViT-bigG-14-quickgelu, metaclip_fullcc) hub repo, or
+    # a local copy of https://dl.fbaipublicfiles.com/MMPT/metaclip/G14_fullcc2.5b.pt
+    "metaclip-bigg14-quickgelu": _clip("metaclip-bigg14-quickgelu", 1280, 224,
+                                       "timm/vit_gigantic_patch14_clip_224.metaclip_2pt5b"),
     "dfn5b-h14-384": _clip("dfn5b-h14-384", 1024, 384, "apple/DFN5B-CLIP-ViT-H-14-384"),  # MMAudio
     "clip-tiny-random": _clip("clip-tiny-random", 64, 224, None),  # demo/tests: same code, random weights
     # Synchformer visual encoder (25 fps, 16-frame windows, stride 8, 8 tokens per window)
     "synchformer": _sync("synchformer", 768, "synchformer_state_dict.pth"),
-    "synchformer-tiny-random": _sync("synchformer-tiny-random", 768, None),
+    "synchformer-tiny-random": _sync("synchformer-tiny-random", 64, None),  # demo/tests: depth 2, 64-d
     # audio latents at 44100/1024 Hz
     "mel-vae-44k": _latent("mel-vae-44k", 40, "model.encoders.mel_vae:MelVAECodec", "v1-44.pth"),
+    # tests: same code, VAE hidden 16 instead of 512, a small BigVGAN (random checkpoints)
     "mel-vae-44k-tiny-random": _latent("mel-vae-44k-tiny-random", 40, "model.encoders.mel_vae:MelVAECodec"),
+    # demo: weight-free normalised 40-band log-mel, decoded by Griffin-Lim
     "logmel-codec": _latent("logmel-codec", 40, "model.encoders.logmel_codec:LogMelCodec", weight_free=True),
 }
 

@@ -42,6 +42,7 @@ def test_dropping_video_equals_passing_its_empty_tokens(setup):
         cond,
         clip=model.empty_clip.detach().expand(B, 1, -1), clip_mask=torch.ones(B, 1, dtype=torch.bool),
         sync=model.empty_sync.detach().expand(B, 1, -1), sync_mask=torch.ones(B, 1, dtype=torch.bool),
+        sync_times=None,
     )
     v_drop, v_empty, v_full = (velocity(model, x, t, c) for c in (dropped, explicit, cond))
     assert torch.allclose(v_drop, v_empty, atol=ATOL)
@@ -77,12 +78,31 @@ def test_dropping_some_samples_leaves_the_others(setup):
 def test_cfg_dropout_is_independent_per_modality():
     cfg = get_config("tiny")
     cond = synthetic_conditions(cfg, [0.3] * 2000, generator=torch.Generator().manual_seed(0))
-    dropped = FlowMatching(FlowConfig(cfg_dropout=0.3)).cfg_dropout(cond, torch.Generator().manual_seed(1))
+    dropped = FlowMatching(FlowConfig(cfg_dropout=0.3, cfg_drop_all=0.0)).cfg_dropout(cond, torch.Generator().manual_seed(1))
     gone = {m: ~dropped.present(m) for m in ("video", "caption", "voice")}
     for m, flags in gone.items():
         assert abs(flags.float().mean().item() - 0.3) < 0.04, m
     both = (gone["video"] & gone["caption"]).float().mean().item()
     assert abs(both - 0.09) < 0.03  # independent: p * p
+
+
+def _unconditional_share(flow_cfg, n=20000):
+    cond = synthetic_conditions(get_config("tiny"), [0.3] * n, generator=torch.Generator().manual_seed(0))
+    dropped = FlowMatching(flow_cfg).cfg_dropout(cond, torch.Generator().manual_seed(2))
+    gone = [~dropped.present(m) for m in ("video", "caption", "voice")]
+    return (gone[0] & gone[1] & gone[2]).float().mean().item(), gone
+
+
+def test_cfg_dropout_trains_the_unconditional_branch():
+    """CFG's unconditional input (all modalities dropped) must be common in training, not 0.1%."""
+    share, gone = _unconditional_share(FlowConfig())
+    assert share >= 0.05
+    assert abs(share - (0.1 + 0.9 * 0.1**3)) < 0.01
+    for flags in gone:  # each modality: drop-all or its own 10% drop
+        assert abs(flags.float().mean().item() - (0.1 + 0.9 * 0.1)) < 0.015
+    # three independent 10% drops alone give ~0.1%
+    alone, _ = _unconditional_share(FlowConfig(cfg_drop_all=0.0))
+    assert alone < 0.003
 
 
 def test_unknown_modality_is_refused(setup):
@@ -145,3 +165,28 @@ def test_conditions_validate_shapes():
             latent_mask=torch.ones(1, 4, dtype=torch.bool), start_s=torch.zeros(1), duration_s=torch.ones(1),
             clip=torch.zeros(1, 3, 8), clip_mask=torch.ones(1, 2, dtype=torch.bool),
         )
+
+
+def test_sampling_schedule_can_start_at_the_papers_t():
+    """FlowConfig.t_start (the paper's "t = 0.05", our reading): Euler grid from t_start to 1."""
+    from model.config import PAPER_T_START
+
+    seen = []
+
+    class Recorder:
+        def prepare(self, cond):
+            return cond
+
+        def velocity(self, x, t, prepared):
+            seen.append(float(t[0]))
+            return torch.ones_like(x)
+
+    cond = synthetic_conditions(get_config("tiny"), [0.2], generator=torch.Generator().manual_seed(0))
+    sampler = EulerSampler(FlowConfig(num_steps=5, t_start=PAPER_T_START))
+    out = sampler.sample(Recorder(), cond, 4, torch.Generator().manual_seed(0), cfg_scale=None)
+    assert seen[0] == pytest.approx(0.05) and seen[-1] == pytest.approx(0.05 + 4 * 0.19)
+    noise = torch.randn((1, cond.latent_mask.shape[1], 4), generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(out, noise + 0.95)  # velocity 1 integrated over [0.05, 1]
+    assert EulerSampler().schedule(25)[0] == 0.0  # default: the whole path
+    with pytest.raises(ValueError, match="t_start"):
+        EulerSampler().sample(Recorder(), cond, 4, t_start=1.0)

@@ -35,9 +35,11 @@ def _pad(x, extra, fill):
 def pad_stream(cond, name, extra):
     mask_name = "voice_mask" if name == "voice_ids" else f"{name}_mask"
     garbage = 7 if name == "voice_ids" else 3.0
-    return replace(
-        cond, **{name: _pad(getattr(cond, name), extra, garbage), mask_name: _pad(getattr(cond, mask_name), extra, 0)}
-    )
+    changes = {name: _pad(getattr(cond, name), extra, garbage), mask_name: _pad(getattr(cond, mask_name), extra, 0)}
+    times_name = {"sync": "sync_times", "voice_ids": "voice_times"}.get(name)
+    if times_name and getattr(cond, times_name) is not None:  # garbage times in the padding too
+        changes[times_name] = _pad(getattr(cond, times_name), extra, float("nan"))
+    return replace(cond, **changes)
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +124,37 @@ def test_lyrics_encoder_keeps_padding_zero_and_ignores_it():
         assert (block_in[~mask] == 0).all() and (block_out[~mask] == 0).all()
     assert torch.allclose(out[mask], out_padded[:, :20][mask], atol=ATOL)
     assert out[mask].abs().min() > 0
+
+
+def test_nan_in_padding_never_reaches_real_outputs(setup):
+    """Masks select (torch.where), never multiply: NaN/inf in every padded slot stays there."""
+    cfg, model, cond, x, t = setup
+    extra = 5
+    dirty = cond
+    for name in ("clip", "sync", "caption"):
+        dirty = pad_stream(dirty, name, extra)
+        feats = getattr(dirty, name).clone()
+        feats[~getattr(dirty, f"{name}_mask")] = float("nan")
+        dirty = replace(dirty, **{name: feats})
+    dirty = replace(dirty, latent_mask=_pad(cond.latent_mask, extra, 0))
+    x_dirty = _pad(x, extra, float("nan"))
+    x_dirty[:, : x.shape[1]][~cond.latent_mask] = float("inf")
+    with torch.no_grad():
+        v_ref = model(x, t, cond)
+        v_dirty = model(x_dirty, t, dirty)
+    assert torch.isfinite(v_dirty).all()
+    assert (v_dirty[~dirty.latent_mask] == 0).all()
+    for a, b in zip(real(v_ref, cond.latent_mask), real(v_dirty, dirty.latent_mask)):
+        assert torch.allclose(a, b, atol=ATOL), (a - b).abs().max()
+
+    # training: NaN in the padding of the data latent gives a finite loss and finite gradients
+    from model.config import FlowConfig
+    from model.flow import FlowMatching
+
+    x1 = torch.where(dirty.latent_mask[..., None], torch.randn_like(x_dirty), torch.full_like(x_dirty, float("nan")))
+    model.zero_grad()
+    loss = FlowMatching(FlowConfig()).loss(model, x1, dirty, generator=torch.Generator().manual_seed(0))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    model.zero_grad()

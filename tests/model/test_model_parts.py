@@ -4,7 +4,7 @@ import torch
 from pydantic import ValidationError
 
 from model.conditioning import SecondsEmbedding, resample_by_time
-from model.config import LATENT_RATE, SYNC_TOKENS_PER_SECOND, FlowConfig, get_config
+from model.config import LATENT_RATE, FlowConfig, get_config
 from model.flow import FlowMatching, masked_mse
 from model.inputs import latent_mask_for_durations
 from model.lyrics_encoder import LyricsEncoder, pad_voice_ids
@@ -20,7 +20,7 @@ def test_named_configs_and_paper_size():
     tiny, small, paper = (get_config(n) for n in ("tiny", "small", "paper"))
     assert count_params(tiny) < count_params(small) < count_params(paper)
     assert paper.joint_depth + paper.single_depth == 24
-    assert 1.45e9 < count_params(paper) < 1.65e9
+    assert abs(count_params(paper) / 1.55e9 - 1) < 0.05  # the paper's ≈1.55 B, with temporal convolutions
     assert get_config("tiny", joint_depth=3).joint_depth == 3
 
 
@@ -73,17 +73,20 @@ def test_timestep_sampling_distributions():
     assert torch.allclose(torch.logit(ln).mean(), torch.tensor(0.0), atol=0.03)
 
 
-def test_sync_resampled_onto_latent_frames_by_time():
-    # 8 s: 192 Synchformer tokens -> 345 latent frames; a feature equal to each token's time
-    sync_times = (torch.arange(192) + 0.5) / SYNC_TOKENS_PER_SECOND
-    out = resample_by_time(sync_times[None, :, None], torch.tensor([192]), SYNC_TOKENS_PER_SECOND, LATENT_RATE, 345)
+UNIFORM_RATE = 24.0  # a uniformly spaced source (real sync times: test_model_contract.py)
+
+
+def test_uniform_source_resampled_onto_latent_frames_by_time():
+    # 8 s of 192 uniformly spaced tokens -> 345 latent frames; a feature equal to each token's time
+    sync_times = (torch.arange(192) + 0.5) / UNIFORM_RATE
+    out = resample_by_time(sync_times[None, :, None], torch.tensor([192]), UNIFORM_RATE, LATENT_RATE, 345)
     latent_times = (torch.arange(345) + 0.5) / LATENT_RATE
     inner = (latent_times > sync_times[0]) & (latent_times < sync_times[-1])
     assert out.shape == (1, 345, 1)
     assert torch.allclose(out[0, inner, 0], latent_times[inner], atol=1e-5)
     # a step at 4 s lands on the latent frame at 4 s (frame 172), not at index 96 -> frame 96
     step = (sync_times >= 4.0).float()
-    onto = resample_by_time(step[None, :, None], torch.tensor([192]), SYNC_TOKENS_PER_SECOND, LATENT_RATE, 345)[0, :, 0]
+    onto = resample_by_time(step[None, :, None], torch.tensor([192]), UNIFORM_RATE, LATENT_RATE, 345)[0, :, 0]
     assert onto[:170].max() == 0 and onto[174:].min() == 1
 
 
@@ -119,3 +122,35 @@ def test_lyrics_encoder_refuses_bad_ids():
         enc(torch.tensor([[1, 2, 600]]), mask)
     with pytest.raises(ValueError, match="exceed the encoder's table of 4000"):
         enc(torch.ones(1, 4001, dtype=torch.long), torch.ones(1, 4001, dtype=torch.bool))
+
+
+def test_temporal_convolutions_default_on_and_respect_padding():
+    from model.blocks import TemporalConv
+    from model.config import POINTWISE
+
+    paper = get_config("paper")
+    assert (paper.stream_kernel_size, paper.input_kernel_size, paper.final_kernel_size) == (3, 7, 7)
+    model = MMDiT(get_config("tiny"))
+    block = model.joint_blocks[0]
+    assert block.streams["latent"].ffn.gate_proj.conv.kernel_size == (3,)
+    assert block.streams["clip"].out_proj.conv.kernel_size == (3,)
+    assert block.streams["text"].ffn.gate_proj.kernel_size == 1  # text stays pointwise
+    assert model.final.proj.conv.kernel_size == (7,) and model.latent_in.conv.conv.kernel_size == (7,)
+    flat = MMDiT(get_config("tiny", **POINTWISE))
+    assert flat.final.proj.kernel_size == 1 and count_params(get_config("tiny", **POINTWISE)) < count_params(get_config("tiny"))
+    with pytest.raises(ValidationError, match="stream_kernel_size must be odd"):
+        get_config("tiny", stream_kernel_size=4)
+
+    conv = TemporalConv(2, 3, 5)
+    x = torch.randn(1, 10, 2)
+    mask = torch.arange(10)[None] < 6
+    dirty = x.clone()
+    dirty[0, 6:] = float("nan")
+    out_clean = conv(torch.where(mask[..., None], x, 0.0))
+    out_dirty = conv(dirty, mask)
+    assert torch.allclose(out_dirty[0, :6], out_clean[0, :6])
+    # a real frame sees its neighbours (receptive field of 5)
+    bumped = x.clone()
+    bumped[0, 2] += 1
+    diff = (conv(bumped, mask) - conv(x, mask)).abs().sum(-1)[0]
+    assert (diff[:5] > 0).all() and (diff[5:] == 0).all()

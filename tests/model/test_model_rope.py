@@ -96,3 +96,57 @@ def test_clip_frame_and_latent_frame_at_the_same_second_share_a_rotation(rotatio
     assert abs(math.remainder(clip_angle - latent_position_at_1s, 2 * math.pi)) < 1e-3
     # and it is not the angle of latent INDEX 8
     assert abs(math.remainder(clip_angle - 8.0, 2 * math.pi)) > 0.1
+
+
+def test_aligned_voice_tokens_are_rotated_by_their_start_times():
+    """With `voice_times` (Whisper/LRC/FunASR alignment) token i sits at its time, per sample."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    cfg = get_config("tiny")
+    model = MMDiT(cfg).eval()
+    cond = synthetic_conditions(cfg, [1.5, 1.0], generator=torch.Generator().manual_seed(0))
+    Lv = cond.voice_ids.shape[1]
+    g = torch.Generator().manual_seed(1)
+    times = torch.sort(torch.rand(2, Lv, generator=g) * 1.4, dim=1).values
+    times[~cond.voice_mask] = float("nan")  # padding: never read
+    cond = replace(cond, voice_times=times)
+    seen = []
+    hook = model.joint_blocks[0].streams["text"].rope.register_forward_hook(lambda m, i, o: seen.append((i[0], o)))
+    with torch.no_grad():
+        v = model(torch.randn(*cond.latent_mask.shape, cfg.latent_dim), torch.rand(2), cond)
+    hook.remove()
+    assert torch.isfinite(v).all()
+    Lc = cond.caption.shape[1]
+    before, after = seen[0]
+    for b in range(2):
+        real = cond.voice_mask[b]
+        positions = torch.where(real, times[b], torch.zeros(())).double() * LATENT_RATE
+        want = expected_rotation(before[b : b + 1, :, Lc:], positions, cfg.rope_base)
+        got = after[b : b + 1, :, Lc:].double()
+        assert torch.allclose(got[:, :, real], want[:, :, real], atol=1e-4)
+    # the caption part is still untouched
+    assert torch.equal(after[:, :, :Lc], before[:, :, :Lc])
+
+
+def test_samples_without_alignment_keep_the_paper_layout():
+    """NaN times mark a row without alignment: that sample's tokens sit at latent frame i."""
+    from dataclasses import replace
+
+    cfg = get_config("tiny")
+    model = MMDiT(cfg).eval()
+    cond = synthetic_conditions(cfg, [1.0, 1.0], generator=torch.Generator().manual_seed(0))
+    times = torch.rand(2, cond.voice_ids.shape[1]) * 0.9
+    Lc = cond.caption.shape[1]
+    prep_layout = model.prepare(replace(cond, voice_times=None))
+    cos_layout = prep_layout.ropes["text"].cos
+    # sample 1 without alignment: NaN times, or zero-filled times (every token at one instant)
+    for untimed in (float("nan"), 0.0):
+        times[1] = untimed
+        cos = model.prepare(replace(cond, voice_times=times)).ropes["text"].cos
+        assert cos.ndim == 3 and torch.isfinite(cos).all()
+        assert torch.equal(cos[1, Lc:], cos_layout[Lc:])
+        assert not torch.allclose(cos[0, Lc:][cond.voice_mask[0]], cos_layout[Lc:][cond.voice_mask[0]])
+    # the switch turns alignment off
+    off = MMDiT(get_config("tiny", voice_alignment=False)).prepare(replace(cond, voice_times=times))
+    assert off.ropes["text"].cos.ndim == 2

@@ -1,0 +1,1 @@
+"""Training: the shard reader front end (data.py), the trainer loop, checkpoints, EMA, schedule."""
