@@ -207,12 +207,12 @@ def network_train_flops_per_clip(network: str, encoders: dict, text_dim: int, ca
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from model.config import config_for_encoders
+    from model.config import NAMED_CONFIGS, config_for_encoders
     from model.mmdit import MMDiT
     from model.synthetic import synthetic_conditions
 
-    cfg = config_for_encoders(network, encoders, text_dim=text_dim, lyrics={"vocab_size": 4096, "dim":
-                              get_lyrics_dim(network)})
+    cfg = config_for_encoders(network, encoders, text_dim=text_dim,
+                              lyrics={**NAMED_CONFIGS[network].lyrics.model_dump(), "vocab_size": 4096})
     with torch.device("meta"):
         model = MMDiT(cfg)
     cond = synthetic_conditions(cfg, [CLIP_SECONDS], generator=torch.Generator().manual_seed(0),
@@ -221,12 +221,6 @@ def network_train_flops_per_clip(network: str, encoders: dict, text_dim: int, ca
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x, torch.zeros(1, device="meta"), cond)
     return 3.0 * counter.get_total_flops()
-
-
-def get_lyrics_dim(network: str) -> int:
-    from model.config import NAMED_CONFIGS
-
-    return NAMED_CONFIGS[network].lyrics.dim
 
 
 def bench_trainer(network: str = "small", device: str = "cpu", steps: int = 30, warmup: int = 5,

@@ -5,7 +5,9 @@
 - espeak-ng sentences as speech clips (half with their text, half transcribed by the
   transcribe stage with faster-whisper tiny.en), and one long
   recording that the media stage cuts into 10 s windows;
-- one text file named .mp4 (an undecodable input, to show a failure with a reason).
+- one text file named .mp4 (an undecodable input, to show a failure with a reason);
+- random-weight checkpoints of the demo encoders under `encoders/` (CLIP and Synchformer
+  of the paper's architectures, small; the latent codec is weight-free).
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import subprocess
 from pathlib import Path
 
 import yaml
+
+from model.encoders.registry import DEMO_ENCODERS
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
@@ -50,7 +54,30 @@ def espeak(text: str, path: Path, voice: str = "en-us", speed: int = 160) -> Pat
     return path
 
 
+ENCODER_SEED = 0
+
+
+def encoder_checkpoints(data: Path) -> dict[str, Path]:
+    """Where the demo's random-weight encoder checkpoints live (under `<data>/encoders/`)."""
+    enc = Path(data).resolve() / "encoders"
+    return {"clip": enc / f"{DEMO_ENCODERS['clip']}.safetensors", "sync": enc / f"{DEMO_ENCODERS['sync']}.pth"}
+
+
+def build_encoder_checkpoints(data: Path) -> dict[str, Path]:
+    """Write the demo encoders' random weights (seed 0) in their real on-disk formats (idempotent)."""
+    from model.encoders import clip, synchformer
+
+    paths = encoder_checkpoints(data)
+    for kind, module in (("clip", clip), ("sync", synchformer)):
+        if not paths[kind].exists():
+            tmp = paths[kind].with_name(f"tmp-{paths[kind].name}")
+            module.build_random_checkpoint(DEMO_ENCODERS[kind], tmp, seed=ENCODER_SEED)
+            tmp.replace(paths[kind])
+    return paths
+
+
 def demo_config(data: Path) -> dict:
+    weights = encoder_checkpoints(data)
     return {
         "name": "demo",
         "partition_size": 6,
@@ -61,6 +88,14 @@ def demo_config(data: Path) -> dict:
             {"name": "caption", "options": {"backend": "template"}},
             {"name": "transcribe", "options": {"batch_seconds": 60}, "resources": {"actors": 1, "num_cpus": 1}},
             {"name": "tokenize"},
+            # feature stages: small random-weight encoders of the paper's architectures and the
+            # weight-free log-mel codec (checkpoints written by build_encoder_checkpoints)
+            {"name": "clip", "options": {"encoder": DEMO_ENCODERS["clip"], "weights": str(weights["clip"])},
+             "resources": {"actors": 1, "num_cpus": 1}},
+            {"name": "sync", "options": {"encoder": DEMO_ENCODERS["sync"], "weights": str(weights["sync"])},
+             "resources": {"actors": 1, "num_cpus": 1}},
+            {"name": "latent", "options": {"encoder": DEMO_ENCODERS["latent"]},
+             "resources": {"actors": 1, "num_cpus": 1}},
         ],
         "shards": {"samples_per_shard": 8, "include_flac": True, "include_frames": False},
         "max_failure_rate": 0.6,
@@ -108,6 +143,7 @@ def build_demo_corpus(data: Path) -> Path:
         w.writeheader()
         for r in rows:
             w.writerow({c: r.get(c, "") for c in cols})
+    build_encoder_checkpoints(data)
     cfg_path = data / "demo.yaml"
     cfg_path.write_text(yaml.safe_dump(demo_config(data), sort_keys=False))
     return cfg_path

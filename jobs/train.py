@@ -1,7 +1,7 @@
 """Training entry point: the same loop for one process, `accelerate launch` and a Ray cluster.
 
     python -m jobs.train datasets_cfg/train/demo.yaml [--set steps=100] [--resume]
-    accelerate launch --num_processes 2 --cpu -m jobs.train CONFIG         # DDP, one node
+    accelerate launch --multi_gpu --num_processes 2 -m jobs.train CONFIG   # DDP, one node (CPU-only: gloo)
     python -m jobs.train CONFIG --ray-workers 4 [--ray-address auto] [--ray-gpus]  # Ray Train TorchTrainer
     agomni train CONFIG ...                                                  # the CLI calls main()
 """
@@ -90,7 +90,14 @@ def main(argv: list[str] | None = None) -> int:
                            use_gpu=args.ray_gpus)
         print(f"trained on {args.ray_workers} Ray workers: {out}")
         return 0
-    result = train(cfg, resume=args.resume)
+    from model.training.checkpoint import CheckpointError
+    from model.training.data import FeatureMismatchError
+
+    try:
+        result = train(cfg, resume=args.resume)
+    except (ConfigError, CheckpointError, FeatureMismatchError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     if result.out_dir is not None and _is_main():
         print(f"steps: {result.steps}  loss first/last (mean of 20): "
               f"{result.mean_loss(True):.4f} / {result.mean_loss(False):.4f}  "

@@ -99,7 +99,7 @@ def interpolation_weights(src_times: Tensor, src_mask: Tensor, dst_times: Tensor
 
     src_times, src_mask: [B, S]; dst_times: [T] or [B, T] -> [B, T, S] float32
     """
-    B, S = src_times.shape
+    B = src_times.shape[0]
     inf = torch.tensor(float("inf"), device=src_times.device)
     zero = torch.zeros((), device=src_times.device)
     times = torch.where(src_mask, src_times.float(), zero)  # garbage in padding is never used
@@ -148,7 +148,7 @@ def resample_by_time(
 
     features: [B, S, D]; lengths: [B] (>= 1) -> [B, dst_frames, D]
     """
-    B, S, D = features.shape
+    B, S, _ = features.shape
     if check_values_of(lengths) and (bool((lengths < 1).any()) or bool((lengths > S).any())):
         raise ValueError(f"source lengths must be within [1, {S}], got {lengths.tolist()}")
     src_times = ((torch.arange(S, device=features.device, dtype=torch.float64) + 0.5) / src_rate).float()

@@ -11,11 +11,27 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from .errors import ConfigError
 from .registry import adapter_class, stage_class
 from .stage import RetryPolicy
+
+FROZEN_PLAN = "frozen_plan"  # validation context: a config read back from plan.json
+
+
+def config_from_plan(plan: dict) -> RunConfig:
+    """The run config frozen in plan.json (its media frames may be larger than an appended clip
+    encoder's: see adopt_finished_media_frames)."""
+    return RunConfig.model_validate(plan["config"], context={FROZEN_PLAN: True})
 
 
 class Strict(BaseModel):
@@ -80,13 +96,15 @@ class RunConfig(Strict):
     max_failure_rate: float = Field(0.5, ge=0, le=1, description="abort when failed/in of a stage exceeds this")
     min_rows_before_abort: int = Field(20, ge=1, description="rows a stage must see before the rate is judged")
     ray: RayOptions = Field(default_factory=RayOptions)
+    _media_resolved: list[str] = PrivateAttr(default_factory=list)  # media frame options taken from encoders
 
     @model_validator(mode="after")
-    def _unique_stages(self):
+    def _unique_stages(self, info: ValidationInfo):
         names = [s.name for s in self.stages]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"stage listed twice: {sorted(dup)}")
+        resolve_media_frames(self, frozen=bool(info.context and info.context.get(FROZEN_PLAN)))
         return self
 
     def stage(self, name: str) -> StageSpec:
@@ -205,3 +223,87 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 def changed_fields(old: dict, new: dict) -> list[str]:
     a, b = flatten(old), flatten(new)
     return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>"))
+
+
+# -- cross-stage: the frames the media stage makes come from the feature encoders ----------------
+
+MEDIA_FRAME_FIELDS = {  # media option → (feature stage, FeatureSpec field, name in messages)
+    "clip_size": ("clip", "frame_size", "px frames"),
+    "clip_fps": ("clip", "frame_fps", "fps frames"),
+    "sync_size": ("sync", "frame_size", "px frames"),
+    "sync_fps": ("sync", "frame_fps", "fps frames"),
+}
+FRAME_COLUMNS = {"clip": "clip_frames", "sync": "sync_frames", "latent": "audio_44k"}
+
+
+def _media_defaults() -> dict[str, float]:
+    from .stages.media import DEFAULT_CLIP_FPS, DEFAULT_CLIP_SIZE, DEFAULT_SYNC_FPS, DEFAULT_SYNC_SIZE
+
+    return {"clip_size": DEFAULT_CLIP_SIZE, "clip_fps": DEFAULT_CLIP_FPS, "sync_size": DEFAULT_SYNC_SIZE,
+            "sync_fps": DEFAULT_SYNC_FPS}
+
+
+def _encoder_value(cfg: RunConfig, stage: str, attr: str):
+    from model.encoders.registry import feature_spec
+
+    names = [s.name for s in cfg.stages]
+    if stage not in names:
+        return None, None
+    enc = cfg.stage(stage).options.get("encoder")
+    return enc, getattr(feature_spec(enc), attr)
+
+
+def resolve_media_frames(cfg: RunConfig, frozen: bool = False) -> None:
+    """Fill the media stage's frame sizes/rates from the clip/sync encoders (one source of truth)
+    and refuse an explicit value or a stage order that does not fit, naming both sides.
+    `frozen`: a plan's config, whose CLIP frames may be larger than its encoder's (appended stage)."""
+    names = [s.name for s in cfg.stages]
+    for kind, column in FRAME_COLUMNS.items():
+        if kind in names:
+            if "media" not in names or names.index("media") > names.index(kind):
+                raise ValueError(f"stages.{kind} reads `{column}` from the media stage: list `media` before `{kind}`")
+            if kind != "latent" and not cfg.stage("media").options.get("decode_frames", True):
+                raise ValueError(f"stages.{kind} needs video frames but stages.media.options.decode_frames=false")
+    if "media" not in names:
+        return
+    opts = cfg.stage("media").options
+    resolved = []
+    for field, (stage, attr, unit) in MEDIA_FRAME_FIELDS.items():
+        enc, want = _encoder_value(cfg, stage, attr)
+        have = opts.get(field)
+        if have is None:
+            opts[field] = want if want is not None else _media_defaults()[field]
+            resolved.append(field)
+        elif frozen and field == "clip_size" and want is not None and have > want:
+            continue
+        elif want is not None and float(have) != float(want):
+            raise ValueError(f"stages.media.options.{field}={have:g} but stages.{stage} encoder {enc} takes "
+                             f"{want:g} {unit}; drop the option (it defaults to the encoder's) or pick another encoder")
+    cfg._media_resolved = resolved
+
+
+def adopt_finished_media_frames(cfg: RunConfig, old_config: dict) -> None:
+    """Appending a clip/sync stage to a finished run: keep the frames its media stage made when
+    the new encoder can use them (larger CLIP frames are resized by the encoder's own
+    preprocessing); refuse smaller frames or another frame rate, naming both."""
+    names = [s.name for s in cfg.stages]
+    old_media = next((s for s in old_config.get("stages", []) if s.get("name") == "media"), None)
+    if "media" not in names or old_media is None:
+        return
+    opts, old_opts = cfg.stage("media").options, old_media.get("options", {})
+    problems = []
+    for field, (stage, attr, unit) in MEDIA_FRAME_FIELDS.items():
+        new, old = opts.get(field), old_opts.get(field)
+        if old is None or new is None or float(new) == float(old):
+            continue
+        if field not in cfg._media_resolved:
+            continue  # an explicit change: refused by the rerun check as a changed option
+        enc, _ = _encoder_value(cfg, stage, attr)
+        if field == "clip_size" and old > new:
+            opts[field] = old  # the encoder resizes + crops the larger frames
+            continue
+        problems.append(f"the finished run's stages.media.options.{field}={old:g} but stages.{stage} encoder "
+                        f"{enc} takes {new:g} {unit}")
+    if problems:
+        raise ConfigError("cannot append to this run: " + "; ".join(problems)
+                          + ". Use a new --out, or --new-run to decode again.")

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from .commit import read_marker
-from .config import RunConfig
+from .config import RunConfig, config_from_plan
 from .errors import ConfigError, RunAborted
 from .layout import INGEST, RunLayout
 from .partition import run_partition
@@ -27,7 +27,7 @@ _WORKER_STAGES: dict[tuple, object] = {}  # per worker process: one stage instan
 
 
 def _build_stage(root: str, plan: dict, k: int, setup: bool = True):
-    cfg = RunConfig.model_validate(plan["config"])
+    cfg = config_from_plan(plan)
     spec = cfg.stages[k]
     cls = stage_class(spec.name)
     stage = cls(spec.options, StageContext(Path(root), spec.name, 0, cfg.retry))
@@ -57,7 +57,7 @@ class ModelStageActor:
 
 
 def _shard_task(root: str, plan: dict, sp: ShardPlan) -> dict:
-    cfg = RunConfig.model_validate(plan["config"])
+    cfg = config_from_plan(plan)
     return write_shard(RunLayout(Path(root)), plan["stages"], sp, cfg.shards)
 
 

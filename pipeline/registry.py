@@ -12,6 +12,9 @@ STAGES: dict[str, str] = {
     "transcribe": "pipeline.stages.transcribe:TranscribeStage",
     "lyrics": "pipeline.stages.lyrics:LyricsStage",
     "tokenize": "pipeline.stages.tokenize:TokenizeStage",
+    "clip": "pipeline.stages.features:ClipFeatureStage",
+    "sync": "pipeline.stages.features:SyncFeatureStage",
+    "latent": "pipeline.stages.features:LatentStage",
     "generate": "pipeline.stages.generate:GenerateStage",
 }
 

@@ -4,7 +4,10 @@
 
 - `plan.json` is frozen at first start; a rerun with another config or other inputs is
   refused naming what changed, unless `new_run=True` (the old run is moved under
-  `<run>/previous/<n>/`, so nothing is lost).
+  `<run>/previous/<n>/`, so nothing is lost). One change is accepted: stages APPENDED at
+  the end (e.g. feature stages added to a finished run). The plan records them under
+  `appended`, every committed partition is kept, only the new stages run, and only the
+  shards whose inputs changed are rewritten.
 - On start, orphans of a killed run (temp files, parts without a valid marker) are
   deleted; committed partitions are skipped.
 - CPU stages run as Ray tasks; model stages as fixed-size actor pools (one model load
@@ -18,13 +21,13 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from . import __version__
 from .commit import TMP_MARK, atomic_write_json, part_name, read_marker, remove_orphans
-from .config import RunConfig, changed_fields
+from .config import RunConfig, adopt_finished_media_frames, changed_fields
 from .errors import RunAborted, RunRefused
 from .ingest import commit_ingest, fingerprint_hash, npartitions, read_corpora
 from .layout import INGEST, SHARD, RunLayout
@@ -57,11 +60,31 @@ def load_plan(layout: RunLayout) -> dict | None:
         raise RunRefused(f"{layout.plan}: unreadable plan ({exc}); rerun with --new-run to start over") from None
 
 
-def check_rerun(plan: dict, cfg: RunConfig, fingerprint: dict) -> None:
+def appended_stages(plan: dict, cfg: RunConfig) -> list[str]:
+    """Stages the config appends to the planned ones, when that is the ONLY difference
+    (old stages' options/resources and everything else unchanged); else []."""
+    old_names, new_names = list(plan["stages"]), [s.name for s in cfg.stages]
+    if len(new_names) <= len(old_names) or new_names[:len(old_names)] != old_names:
+        return []
+    if set(new_names[len(old_names):]) & set(old_names):
+        return []
+    new = cfg.canonical()
+    new["stages"] = new["stages"][:len(old_names)]
+    same = json.dumps(new, sort_keys=True) == json.dumps(plan["config"], sort_keys=True)
+    return new_names[len(old_names):] if same else []
+
+
+def check_rerun(plan: dict, cfg: RunConfig, fingerprint: dict) -> list[str]:
+    """Refuse a rerun with another config or other inputs, naming what changed; returns the
+    stages the config appends (accepted: only they run; committed partitions are kept)."""
     problems = []
+    appended: list[str] = []
     if plan["config_hash"] != cfg.hash():
-        fields = changed_fields(plan["config"], cfg.canonical())
-        problems.append("config changed: " + ", ".join(fields[:20]) + (" ..." if len(fields) > 20 else ""))
+        appended = appended_stages(plan, cfg)
+        if not appended:
+            fields = changed_fields(plan["config"], cfg.canonical())
+            problems.append("config changed: " + ", ".join(fields[:20]) + (" ..." if len(fields) > 20 else "")
+                            + " (only appending stages at the end is accepted)")
     if plan["fingerprint_hash"] != fingerprint_hash(fingerprint):
         old = plan["input_fingerprint"]
         changed = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
@@ -69,6 +92,18 @@ def check_rerun(plan: dict, cfg: RunConfig, fingerprint: dict) -> None:
     if problems:
         raise RunRefused("refusing to reuse this run directory: " + "; ".join(problems)
                          + ". Use a new --out, or --new-run to move the old run aside and start over.")
+    return appended
+
+
+def append_to_plan(plan: dict, cfg: RunConfig, appended: list[str]) -> dict:
+    """The plan with `appended` stages added (history kept under `appended`)."""
+    new = dict(plan)
+    new["appended"] = [*plan.get("appended", []), {
+        "stages": appended, "previous_config_hash": plan["config_hash"], "config_hash": cfg.hash(),
+        "unix": int(time.time())}]
+    new["config"], new["config_hash"] = cfg.canonical(), cfg.hash()
+    new["stages"] = [s.name for s in cfg.stages]
+    return new
 
 
 def archive_run(layout: RunLayout) -> Path | None:
@@ -139,7 +174,11 @@ def prepare(cfg: RunConfig, run_dir: Path, new_run: bool = False) -> tuple[RunLa
         archive_run(layout)
         plan = None
     if plan is not None:
-        check_rerun(plan, cfg, fingerprint)
+        adopt_finished_media_frames(cfg, plan["config"])
+        appended = check_rerun(plan, cfg, fingerprint)
+        if appended:  # committed partitions of the old stages are kept; only the new stages run
+            plan = append_to_plan(plan, cfg, appended)
+            atomic_write_json(layout.plan, plan)
     else:
         plan = make_plan(cfg, fingerprint, npartitions(len(records), cfg.partition_size), summaries)
         atomic_write_json(layout.plan, plan)
@@ -180,6 +219,9 @@ def run(cfg: RunConfig, run_dir: str | Path, *, address: str | None = None, retr
         shard_plans = plan_shards(layout, stage_names, nparts, cfg.shards)
         remove_stale_shards(layout, shard_plans)
         todo = [sp for sp in shard_plans if committed_shard(layout, sp) is None]
+        if todo:  # no index while shards change: a reader never sees an index of other tars
+            for idx in (layout.root / "shards").glob("*/index.json"):
+                idx.unlink()
         done = [m for sp in shard_plans if (m := committed_shard(layout, sp)) is not None]
         done += executor.write_shards(todo, progress=progress)
         write_index(layout, done)

@@ -315,14 +315,24 @@ def _default_sync_times(n_tokens: int, encoder: str | None) -> Tensor:
                            dtype=torch.float32)
 
 
+def _alloc(shape: tuple[int, ...], dtype: torch.dtype, fill) -> Tensor:
+    """A filled tensor; in a loader worker, in shared memory (as DataLoader's default_collate does),
+    so handing it to the trainer process costs no further copy."""
+    if get_worker_info() is None:
+        return torch.full(shape, fill, dtype=dtype)
+    proto = torch.empty(0, dtype=dtype)
+    storage = proto._typed_storage()._new_shared(math.prod(shape), device="cpu")
+    return proto.new(storage).resize_(*shape).fill_(fill)
+
+
 def _pad(seqs: list[Tensor | None], width: int | None = None, fill=0.0, dtype=None) -> tuple[Tensor, Tensor] | None:
     present = [s for s in seqs if s is not None]
     if not present:
         return None
     width = width or max(s.shape[0] for s in present)
     ref = present[0]
-    out = torch.full((len(seqs), width, *ref.shape[1:]), fill, dtype=dtype or ref.dtype)
-    mask = torch.zeros(len(seqs), width, dtype=torch.bool)
+    out = _alloc((len(seqs), width, *ref.shape[1:]), dtype or ref.dtype, fill)
+    mask = _alloc((len(seqs), width), torch.bool, False)
     for i, s in enumerate(seqs):
         if s is not None:
             out[i, :s.shape[0]] = s

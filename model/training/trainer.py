@@ -101,13 +101,15 @@ def text_encoder_width(name_or_path: str, revision=None, local_files_only=False)
 
 
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
-    """AdamW groups: weight decay on matrices only; the T5 caption encoder at lr × its multiplier."""
+    """AdamW groups: weight decay on weight matrices (not biases, norms or embedding tables); the T5
+    caption encoder at lr × its multiplier."""
+    embedding_params = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
     groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         is_text = name.startswith("text_encoder.")
-        decay = p.ndim >= 2 and "embed" not in name.split(".")[-2:][0]
+        decay = p.ndim >= 2 and id(p) not in embedding_params  # no decay on biases, norms, embedding tables
         groups.setdefault((is_text, decay), []).append(p)
     out = []
     for (is_text, decay), params in sorted(groups.items()):
@@ -396,14 +398,16 @@ def train_loop(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
 
     # -- resume point
     start_step, state = 0, None
-    if resume:
-        found = ckpt.latest_checkpoint(out)
-        if found is not None:
-            state = ckpt.load_training_state(found)
-            start_step = int(state["meta"]["step"])
-            saved_world = state["rng"]["world_size"]
-            if saved_world != world:
-                raise ckpt.CheckpointError(f"{found}: written by {saved_world} processes, resuming with {world}")
+    found = ckpt.latest_checkpoint(out)
+    if found is not None and not resume:
+        raise ckpt.CheckpointError(f"{out} already holds checkpoints (newest {found.name}): pass --resume to "
+                                   f"continue that run, or choose another `out`")
+    if resume and found is not None:  # --resume without a checkpoint starts from step 0
+        state = ckpt.load_training_state(found)
+        start_step = int(state["meta"]["step"])
+        saved_world = state["rng"]["world_size"]
+        if saved_world != world:
+            raise ckpt.CheckpointError(f"{found}: written by {saved_world} processes, resuming with {world}")
 
     encoders = recorded_encoders(cfg)  # fails fast on shards made with other encoders
 

@@ -11,7 +11,7 @@ fields, then what this stage sets:
   window covers: equal to `duration_s`, which never extends past the source's end)
 - `audio_44k`, `audio_16k`: FLAC mono, exactly round(duration × rate) samples
 - `clip_frames` (8 fps, 384×384 squash), `sync_frames` (25 fps, short side 224, centre
-  crop 224×224): JPEG lists of ⌊duration × fps⌋ frames (see pipeline/media/windows.py)
+  crop 224×224); sizes and rates come from the clip/sync stage's encoder when one is configured: JPEG lists of ⌊duration × fps⌋ frames (see pipeline/media/windows.py)
 - `has_audio`, `has_video`, `loudness_lufs` (BS.1770-4; None for silence), `peak_dbfs`
   (None for digital silence), `clipping_ratio`, `silence_ratio`
 - `words`/`lines` re-timed to the window; when a row is cut into several windows its
@@ -42,16 +42,22 @@ from ..record import BLOB_COLUMNS, RECORD_FIELDS, make_key
 from ..stage import Outcome, Stage, StageOptions
 
 FILE_SCHEME = "file://"
+# frame sizes/rates when no clip/sync feature stage is configured (MMAudio's DFN5B CLIP, Synchformer)
+DEFAULT_CLIP_SIZE, DEFAULT_CLIP_FPS = 384, 8.0
+DEFAULT_SYNC_SIZE, DEFAULT_SYNC_FPS = 224, 25.0
 
 
 class MediaOptions(StageOptions):
     max_clip_s: float = Field(10.0, gt=0, description="longer spans are cut into windows of this length")
     min_clip_s: float = Field(0.5, ge=0, description="shorter clips are filtered (too_short); shorter tail windows dropped")
     decode_frames: bool = Field(True, description="decode video frames (False: audio only, no frame columns)")
-    clip_fps: float = Field(8.0, gt=0, description="CLIP frame rate")
-    clip_size: int = Field(384, ge=1, description="CLIP frame side (squashed to a square)")
-    sync_fps: float = Field(25.0, gt=0, description="Synchformer frame rate")
-    sync_size: int = Field(224, ge=1, description="sync frame side (short side scaled, centre crop)")
+    # None: the configured clip/sync stage's encoder decides (FeatureSpec.frame_size/frame_fps; resolved
+    # and written into the canonical config by pipeline/config.py), else the DEFAULT_* below
+    clip_fps: float | None = Field(None, gt=0, description="CLIP frame rate (None: the clip encoder's)")
+    clip_size: int | None = Field(None, ge=1, description="CLIP frame side, squashed to a square (None: the clip encoder's)")
+    sync_fps: float | None = Field(None, gt=0, description="Synchformer frame rate (None: the sync encoder's)")
+    sync_size: int | None = Field(None, ge=1, description="sync frame side, short side scaled + centre crop "
+                                                          "(None: the sync encoder's)")
     jpeg_quality: int = Field(95, ge=1, le=100, description="JPEG quality of stored frames")
     resize_interpolation: Literal["BICUBIC", "BILINEAR", "AREA", "LANCZOS", "POINT"] = Field(
         "BICUBIC", description="libswscale scaler used for frame resizing")
@@ -81,8 +87,9 @@ class MediaOptions(StageOptions):
     def decode_settings(self) -> DecodeSettings:
         return DecodeSettings(
             rates=(RATE_MODEL, RATE_ASR), max_clip_s=self.max_clip_s, min_clip_s=self.min_clip_s,
-            decode_frames=self.decode_frames, clip_fps=self.clip_fps, clip_size=self.clip_size,
-            sync_fps=self.sync_fps, sync_size=self.sync_size, jpeg_quality=self.jpeg_quality,
+            decode_frames=self.decode_frames, clip_fps=self.clip_fps or DEFAULT_CLIP_FPS,
+            clip_size=self.clip_size or DEFAULT_CLIP_SIZE, sync_fps=self.sync_fps or DEFAULT_SYNC_FPS,
+            sync_size=self.sync_size or DEFAULT_SYNC_SIZE, jpeg_quality=self.jpeg_quality,
             interpolation=self.resize_interpolation, clipping_threshold=self.clipping_threshold,
             resample_margin_s=self.resample_margin_s, soxr_quality=self.soxr_quality, threads=self.decode_threads,
             convert_workers=self.frame_convert_threads,

@@ -33,6 +33,13 @@ def test_per_corpus_yaml(name):
     assert Path(cfg.corpora[0].options["root"]).is_absolute()
     mirror = cfg.corpora[0].options.get("mirror")
     assert mirror is None or (not Path(mirror).is_absolute() and ".." not in Path(mirror).parts)  # under root
+    # feature stages with the paper's encoders; the media stage's frames come from them
+    from model.encoders.registry import PAPER_ENCODERS
+
+    feats = {s.name: s.options["encoder"] for s in cfg.stages if s.name in PAPER_ENCODERS}
+    assert feats.get("latent") == PAPER_ENCODERS["latent"] and all(PAPER_ENCODERS[k] == v for k, v in feats.items())
+    if "clip" in feats:
+        assert cfg.stage("media").options["clip_size"] == 224 and cfg.stage("media").options["sync_size"] == 224
 
 
 def test_paper_mix_has_the_paper_corpora_with_weights():

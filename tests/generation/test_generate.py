@@ -177,7 +177,8 @@ def _video_packets(path, n):
         return [bytes(p) for p, _ in zip((p for p in c.demux(vs) if p.size), range(n))]
 
 
-@pytest.mark.parametrize("name,duration", [("bigbuckbunny.mp4", None), ("bikes.mp4", 3.0)])
+@pytest.mark.parametrize("name,duration", [pytest.param("bigbuckbunny.mp4", None, marks=pytest.mark.slow),
+                                           ("bikes.mp4", 3.0)])
 def test_mp4_has_the_copied_video_and_the_generated_audio_with_equal_durations(generator, tmp_path, name,
                                                                                duration):
     from jobs.generate import generate_files

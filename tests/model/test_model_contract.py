@@ -6,9 +6,20 @@ import numpy as np
 import pytest
 import torch
 
-from model.conditioning import interpolation_weights, latent_frame_times, layout_token_times, resample_at_times
+from model.conditioning import (
+    interpolation_weights,
+    latent_frame_times,
+    layout_token_times,
+    resample_at_times,
+)
 from model.config import LATENT_RATE, config_for_encoders, get_config
-from model.encoders.registry import DEMO_ENCODERS, PAPER_ENCODERS, feature_spec, sync_token_count, sync_token_times
+from model.encoders.registry import (
+    DEMO_ENCODERS,
+    PAPER_ENCODERS,
+    feature_spec,
+    sync_token_count,
+    sync_token_times,
+)
 from model.mmdit import MMDiT
 from model.synthetic import synthetic_conditions
 
@@ -209,7 +220,8 @@ def test_prepare_and_a_training_step_compile_as_one_graph():
 def test_value_checks_run_in_eager_and_on_demand():
     from model.inputs import Conditions, value_checks
 
-    bad = dict(latent_mask=torch.tensor([[True, False], [False, False]]), start_s=torch.zeros(2), duration_s=torch.ones(2))
+    bad = {"latent_mask": torch.tensor([[True, False], [False, False]]), "start_s": torch.zeros(2),
+           "duration_s": torch.ones(2)}
     with pytest.raises(ValueError, match="at least one real latent frame"):
         Conditions(**bad)
     with value_checks(False):  # e.g. a trainer that checked its batches at collate time

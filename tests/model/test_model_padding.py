@@ -128,7 +128,7 @@ def test_lyrics_encoder_keeps_padding_zero_and_ignores_it():
 
 def test_nan_in_padding_never_reaches_real_outputs(setup):
     """Masks select (torch.where), never multiply: NaN/inf in every padded slot stays there."""
-    cfg, model, cond, x, t = setup
+    _cfg, model, cond, x, t = setup
     extra = 5
     dirty = cond
     for name in ("clip", "sync", "caption"):

@@ -48,15 +48,15 @@ def test_inverse_lr_warms_up_exponentially_then_decays():
     opt = torch.optim.AdamW([p], lr=1e-5)
     sched = InverseLR(opt, inv_gamma=100.0, power=0.5, warmup=0.9)
     lrs = []
-    for _ in range(400):
+    for _ in range(200):
         lrs.append(sched.get_last_lr()[0])
         opt.step()
         sched.step()
     assert lrs[0] == pytest.approx(1e-5 * 0.1)
     assert lrs[1] == pytest.approx(1e-5 * (1 - 0.9**2) * (1 + 1 / 100) ** -0.5)
-    peak = max(range(400), key=lambda i: lrs[i])
+    peak = max(range(200), key=lambda i: lrs[i])
     assert 10 < peak < 100 and lrs[-1] < lrs[peak]
-    assert lrs[399] == pytest.approx(1e-5 * (1 - 0.9**400) * (1 + 399 / 100) ** -0.5)
+    assert lrs[199] == pytest.approx(1e-5 * (1 - 0.9**200) * (1 + 199 / 100) ** -0.5)
     assert inverse_lr_factor(0, 1e6, 0.5, 0.0) == 1.0
     state = sched.state_dict()
     sched2 = InverseLR(torch.optim.AdamW([p], lr=1e-5), inv_gamma=100.0, power=0.5, warmup=0.9)
@@ -146,3 +146,30 @@ def test_the_cli_trains_and_resumes(tmp_path):
     assert [x["step"] for x in log] == [1, 2] and all(math.isfinite(x["loss"]) for x in log)
     r = CliRunner().invoke(app, ["train", str(tmp_path / "c.yaml"), "--set", "optim.lr=-1"])
     assert r.exit_code == 2
+    # a fresh start into an OUT that holds checkpoints is refused (it would mix two runs)
+    r = CliRunner().invoke(app, ["train", str(tmp_path / "c.yaml")])
+    assert r.exit_code == 2 and "already holds checkpoints" in r.output
+
+
+def test_param_groups_decay_matrices_only_and_scale_the_text_encoder_lr(tmp_path):
+    from model.config import get_config
+    from model.mmdit import MMDiT
+    from model.omni import AudioGenOmni
+    from model.text_encoder import T5TextEncoder, TextEncoderConfig
+    from model.training.random_t5 import build_random_t5
+    from model.training.trainer import param_groups
+
+    t5 = T5TextEncoder(TextEncoderConfig(name_or_path=str(build_random_t5(tmp_path / "t5", width=32)),
+                                         local_files_only=True))
+    model = AudioGenOmni(MMDiT(get_config("tiny", text_dim=32)), t5)
+    cfg = parse_train_config({"data": {"sources": [{"run": "r"}]}, "steps": 1, "out": "o",
+                              "optim": {"lr": 2e-4, "weight_decay": 0.01, "text_encoder_lr_mult": 0.5}}, "x")
+    groups = {g["name"]: g for g in param_groups(model, cfg)}
+    assert set(groups) == {"network", "network_no_decay", "text_encoder", "text_encoder_no_decay"}
+    assert groups["text_encoder"]["lr"] == 1e-4 and groups["network"]["lr"] == 2e-4
+    assert groups["network"]["weight_decay"] == 0.01 and groups["network_no_decay"]["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in groups["network"]["params"])
+    shared = model.text_encoder.encoder.shared.weight  # the T5 embedding table: no decay
+    assert any(p is shared for p in groups["text_encoder_no_decay"]["params"])
+    n = sum(len(g["params"]) for g in groups.values())
+    assert n == len([p for p in model.parameters() if p.requires_grad])

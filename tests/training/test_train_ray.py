@@ -17,6 +17,7 @@ from tests.training.train_helpers import (
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_ray_train_two_cpu_workers_run_the_training_loop(tmp_path):
     run = make_deterministic_run(tmp_path, (4, 4))
     cfg = tiny_config(run, tmp_path / "out", steps=2, checkpoint_every=2, debug_rank_log=True)
