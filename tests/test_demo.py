@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
+import soundfile as sf
 
 from pipeline.shards import stream_shards
 
@@ -18,9 +20,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_demo_builds_shards_with_audio_transcripts_tokens_and_features(tmp_path):
     out, data = tmp_path / "run", tmp_path / "data"
-    r = subprocess.run([sys.executable, "-m", "jobs.cli", "demo", "--out", str(out), "--data", str(data)],
-                       check=False, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    cmd = [sys.executable, "-m", "jobs.cli", "demo", "--out", str(out), "--data", str(data), "--train-steps", "20"]
+    r = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    # the demo goes on to a trained model and a generated clip for the bunny video
+    ckpt = Path(f"{out}-train") / "checkpoints" / "step-0000020"
+    assert f"checkpoint: {ckpt}" in r.stdout and (ckpt / "meta.json").is_file()
+    gen = Path(f"{out}-generated")
+    assert f"wav: {gen / 'bigbuckbunny.wav'}" in r.stdout and f"mp4: {gen / 'bigbuckbunny.mp4'}" in r.stdout
+    wav, rate = sf.read(gen / "bigbuckbunny.wav")
+    assert rate == 44100 and abs(len(wav) / rate - 5.28) < 0.05 and np.isfinite(wav).all() and np.abs(wav).max() > 0
+    with av.open(str(gen / "bigbuckbunny.mp4")) as c:
+        assert {s.type for s in c.streams} == {"video", "audio"}
     assert f"shards:  {out / 'shards'}" in r.stdout and "rejects" in r.stdout
     stats = json.loads((out / "stats.json").read_text())
     media = stats["stages"]["media"]
@@ -48,6 +59,5 @@ def test_demo_builds_shards_with_audio_transcripts_tokens_and_features(tmp_path)
                for s in speech)
     # the same command again resumes: everything is skipped and the shards do not change
     before = {p.name: p.read_bytes() for p in (out / "shards").rglob("*.tar")}
-    r = subprocess.run([sys.executable, "-m", "jobs.cli", "demo", "--out", str(out), "--data", str(data)],
-                       check=False, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0 and before == {p.name: p.read_bytes() for p in (out / "shards").rglob("*.tar")}

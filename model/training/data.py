@@ -289,7 +289,7 @@ class _Prepare:
                 voice_times = torch.tensor([float(s or 0.0) for s in starts], dtype=torch.float32)
             else:
                 counters["voice_without_times"] += 1
-                voice_times = torch.zeros(tokens.shape[0])
+                voice_times = torch.full((tokens.shape[0],), float("nan"))  # no alignment: the paper layout
         sync = _tensor(sample.get("sync.npy"))
         sync_times = None
         if sync is not None:

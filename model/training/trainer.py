@@ -148,7 +148,7 @@ def draw_clip_randomness(keys, frames: Tensor, T: int, C: int, seed: int, when: 
         n = int(frames[i])
         x0[i, :n] = torch.randn(n, C, generator=g)
         if dropout:
-            dropped[i] = torch.rand(len(MODALITIES), generator=g) < flow.cfg.cfg_dropout
+            dropped[i] = flow.draw_modality_drops(1, g)[0]  # per-modality drops and the "drop all" share
     return t, x0, dropped
 
 
