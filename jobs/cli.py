@@ -1,14 +1,22 @@
-"""agomni command line: preprocess a corpus into shards, inspect a run, run the demo."""
+"""agomni command line: preprocess a corpus into shards, inspect a run, train, generate, run the demo."""
 from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from pipeline.errors import ConfigError, RunAborted, RunRefused
@@ -25,6 +33,22 @@ def _out() -> Console:
 
 
 EXIT_CONFIG, EXIT_REFUSED, EXIT_ABORTED = 2, 3, 4
+
+
+@contextmanager
+def run_errors_exit():
+    """A config error, a refused rerun or an aborted run → one red line and the exit code of its kind."""
+    try:
+        yield
+    except ConfigError as exc:
+        console.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(EXIT_CONFIG)
+    except RunRefused as exc:
+        console.print(f"[red]refused:[/red] {exc}")
+        raise typer.Exit(EXIT_REFUSED)
+    except RunAborted as exc:
+        console.print(f"[red]aborted:[/red] {exc}")
+        raise typer.Exit(EXIT_ABORTED)
 
 
 def _progress() -> tuple[Progress, callable]:
@@ -73,7 +97,7 @@ def preprocess(
     from pipeline.config import load_config
     from pipeline.runner import run
 
-    try:
+    with run_errors_exit():
         cfg = load_config(config, set_)
         if dry_run:
             _out().print(dry_run_report(cfg))
@@ -81,15 +105,6 @@ def preprocess(
         prog, update = _progress()
         with prog:
             result = run(cfg, out, address=address, retry_failed=retry_failed, new_run=new_run, progress=update)
-    except ConfigError as exc:
-        console.print(f"[red]config error:[/red] {exc}")
-        raise typer.Exit(EXIT_CONFIG)
-    except RunRefused as exc:
-        console.print(f"[red]refused:[/red] {exc}")
-        raise typer.Exit(EXIT_REFUSED)
-    except RunAborted as exc:
-        console.print(f"[red]aborted:[/red] {exc}")
-        raise typer.Exit(EXIT_ABORTED)
     _print_summary(result.run_dir, result.stats)
 
 
@@ -212,41 +227,33 @@ def generate(
     from jobs.generate import encoder_weights_from, generate_files, run_batch
     from model.generation.errors import GenerationError
 
-    try:
-        enc = encoder_weights_from(weights, clip=clip_weights, sync=sync_weights, latent=latent_weights,
-                                   vocoder=vocoder_weights)
-        if csv is not None:
-            if any(v is not None for v in (video, caption, transcript, lyrics, duration)):
-                raise GenerationError("bad_request", "--csv takes the requests from the CSV; drop --video/"
-                                                     "--caption/--transcript/--lyrics/--duration")
-            prog, update = _progress()
-            with prog:
-                result = run_batch(checkpoint, csv, out, address=address, new_run=new_run, retry_failed=retry_failed,
-                                   progress=update, steps=steps, cfg=cfg, encoder_weights=enc,
-                                   partition_size=partition_size, actors=actors, num_gpus=num_gpus,
-                                   device="auto" if device == "cpu" and num_gpus > 0 else device,
-                                   use_ema=not no_ema, compile=compile_, expect_network=network)
-            c = _out()
-            c.print(status_table(result.stats))
-            c.print(rejects_table(result.stats))
-            c.print(f"outputs: {Path(out) / 'work' / 'generate'}  (agomni status {out})")
-            return
-        r = generate_files(checkpoint, video=video, caption=caption, transcript=transcript, lyrics=lyrics,
-                           language=language, duration=duration, seed=seed, steps=steps, cfg=cfg, out_dir=out,
-                           encoder_weights=enc, name=name, device=device, use_ema=not no_ema, compile=compile_,
-                           expect_network=network)
-    except GenerationError as exc:
-        console.print(f"[red]generate error ({exc.error_class}):[/red] {exc.message}")
-        raise typer.Exit(EXIT_CONFIG)
-    except ConfigError as exc:
-        console.print(f"[red]config error:[/red] {exc}")
-        raise typer.Exit(EXIT_CONFIG)
-    except RunRefused as exc:
-        console.print(f"[red]refused:[/red] {exc}")
-        raise typer.Exit(EXIT_REFUSED)
-    except RunAborted as exc:
-        console.print(f"[red]aborted:[/red] {exc}")
-        raise typer.Exit(EXIT_ABORTED)
+    with run_errors_exit():
+        try:
+            enc = encoder_weights_from(weights, clip=clip_weights, sync=sync_weights, latent=latent_weights,
+                                       vocoder=vocoder_weights)
+            if csv is not None:
+                if any(v is not None for v in (video, caption, transcript, lyrics, duration)):
+                    raise GenerationError("bad_request", "--csv takes the requests from the CSV; drop --video/"
+                                                         "--caption/--transcript/--lyrics/--duration")
+                prog, update = _progress()
+                with prog:
+                    result = run_batch(checkpoint, csv, out, address=address, new_run=new_run,
+                                       retry_failed=retry_failed, progress=update, steps=steps, cfg=cfg, encoder_weights=enc,
+                                       partition_size=partition_size, actors=actors, num_gpus=num_gpus,
+                                       device="auto" if device == "cpu" and num_gpus > 0 else device,
+                                       use_ema=not no_ema, compile=compile_, expect_network=network)
+                c = _out()
+                c.print(status_table(result.stats))
+                c.print(rejects_table(result.stats))
+                c.print(f"outputs: {Path(out) / 'work' / 'generate'}  (agomni status {out})")
+                return
+            r = generate_files(checkpoint, video=video, caption=caption, transcript=transcript, lyrics=lyrics,
+                               language=language, duration=duration, seed=seed, steps=steps, cfg=cfg, out_dir=out,
+                               encoder_weights=enc, name=name, device=device, use_ema=not no_ema, compile=compile_,
+                               expect_network=network)
+        except GenerationError as exc:
+            console.print(f"[red]generate error ({exc.error_class}):[/red] {exc.message}")
+            raise typer.Exit(EXIT_CONFIG)
     for note in r.metadata.get("notes", []):
         console.print(f"[yellow]note:[/yellow] {note}")
     t = r.metadata["timings"]

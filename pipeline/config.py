@@ -174,11 +174,7 @@ def parse_config(data: Any, source: str = "<config>", overrides: list[str] | Non
                  base_dir: Path | None = None) -> RunConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
-    for ov in overrides or []:
-        if "=" not in ov:
-            raise ConfigError(f"{source}: --set {ov!r}: expected key=value")
-        k, v = ov.split("=", 1)
-        _apply_override(data, k.strip(), yaml.safe_load(v), source)
+    apply_overrides(data, overrides, source)
     if base_dir is not None:
         _resolve_roots(data, base_dir)
     try:
@@ -190,19 +186,32 @@ def parse_config(data: Any, source: str = "<config>", overrides: list[str] | Non
         raise ConfigError(f"{source}: {exc.args[0]}") from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    path = Path(path)
+def apply_overrides(data: dict, overrides: list[str] | None, source: str) -> None:
+    """`--set key.path=value` overrides (values parsed as YAML) applied to a config mapping in place."""
+    for ov in overrides or []:
+        if "=" not in ov:
+            raise ConfigError(f"{source}: --set {ov!r}: expected key=value")
+        k, v = ov.split("=", 1)
+        _apply_override(data, k.strip(), yaml.safe_load(v), source)
+
+
+def read_yaml(path: Path, what: str = "config file") -> Any:
+    """A YAML file's data (safe_load); a missing, non-UTF-8 or invalid file is a ConfigError naming it."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        raise ConfigError(f"{path}: {what} not found") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_config(data, str(path), overrides, base_dir=path.parent)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    path = Path(path)
+    return parse_config(read_yaml(path), str(path), overrides, base_dir=path.parent)
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:

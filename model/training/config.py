@@ -17,12 +17,11 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from model.config import FlowConfig
 from model.text_encoder import TextEncoderConfig
-from pipeline.config import _apply_override, _fmt_loc
+from pipeline.config import _fmt_loc, apply_overrides, read_yaml
 from pipeline.errors import ConfigError
 
 NETWORKS = ("tiny", "small", "paper")
@@ -179,11 +178,7 @@ class TrainConfig(Strict):
 def parse_train_config(data: Any, source: str = "<config>", overrides: list[str] | None = None) -> TrainConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
-    for ov in overrides or []:
-        if "=" not in ov:
-            raise ConfigError(f"{source}: --set {ov!r}: expected key=value")
-        k, v = ov.split("=", 1)
-        _apply_override(data, k.strip(), yaml.safe_load(v), source)
+    apply_overrides(data, overrides, source)
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as exc:
@@ -193,14 +188,4 @@ def parse_train_config(data: Any, source: str = "<config>", overrides: list[str]
 
 def load_train_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: training config not found") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_train_config(data, str(path), overrides)
+    return parse_train_config(read_yaml(path, "training config"), str(path), overrides)

@@ -1,4 +1,4 @@
-"""Generation tests run the tiny network on one intra-op thread (the machine's cores are shared)."""
+"""Generation fixtures: a tiny T5, the demo encoders, an in-memory bundle and a trainer checkpoint."""
 from __future__ import annotations
 
 import importlib
@@ -9,14 +9,6 @@ import pytest
 import torch
 
 from tests.generation.helpers import save_tiny_t5
-
-
-@pytest.fixture(autouse=True, scope="session")
-def single_intra_op_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
