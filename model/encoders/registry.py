@@ -14,8 +14,10 @@ Every encoder class implements `load(weights, *, device, dtype)` (classmethod) a
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Literal
 
 AUDIO_SAMPLE_RATE = 44100
@@ -91,6 +93,19 @@ ENCODERS: dict[str, EncoderEntry] = {
 PAPER_ENCODERS = {"clip": "metaclip-bigg14-quickgelu", "sync": "synchformer", "latent": "mel-vae-44k"}
 # What `make demo` and the tests use: no downloaded weights.
 DEMO_ENCODERS = {"clip": "clip-tiny-random", "sync": "synchformer-tiny-random", "latent": "logmel-codec"}
+
+
+_HASH_CHUNK = 1 << 22
+IDENTITY_HEX = 12  # hex digits of a weights file's sha256 in an encoder identity
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 (hex) of a file, read in chunks (weights files are GBs)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def entry(name: str) -> EncoderEntry:

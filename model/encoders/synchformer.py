@@ -41,7 +41,6 @@ tests/fixtures/synchformer_tiny_golden.npz and checked by tests/encoders/test_sy
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +49,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
-from .registry import FeatureSpec, feature_spec, sync_token_times
+from .registry import IDENTITY_HEX, FeatureSpec, feature_spec, file_sha256, sync_token_times
 
 # Frame normalisation of the reference (MMAudio's sync transform: ToDtype(scale) + Normalize(0.5, 0.5)).
 PIXEL_MAX = 255.0
@@ -59,8 +58,6 @@ PIXEL_STD = 0.5
 # The released file holds the whole audio-visual Synchformer; the visual branch is under this prefix.
 VISUAL_PREFIX = "vfeat_extractor."
 RELEASE_URL = "https://github.com/hkchengrex/MMAudio/releases/download/v0.1/synchformer_state_dict.pth"
-_HASH_CHUNK = 1 << 20
-_IDENTITY_HEX = 12
 _MAX_NAMED = 12  # tensors named in one error message
 
 
@@ -354,7 +351,7 @@ class SynchformerEncoder(nn.Module):
                     f"{name}: weights file {str(path)!r} not found; download MMAudio's release "
                     f"{RELEASE_URL} and pass its path (stage option `weights`)")
             state, source = _read_state_dict(path), str(path)
-            identity = f"{name}@sha256:{file_sha256(path)[:_IDENTITY_HEX]}"
+            identity = f"{name}@sha256:{file_sha256(path)[:IDENTITY_HEX]}"
         with torch.device("meta"):  # no random init: every tensor comes from `state`
             model = cls(name, identity)
         model.load_visual_state(state, source)
@@ -473,14 +470,6 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
         raise ValueError(f"{path}: expected a state dict (name -> tensor) as MMAudio's synchformer_state_dict.pth, "
                          f"got {type(state).__name__}")
     return state
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # Tensors of the audio branch and the synchronisation transformer that the released file also holds

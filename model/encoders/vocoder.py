@@ -19,7 +19,6 @@ pyproject's `audio-codecs` extra pins matplotlib (librosa comes with the `lyrics
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -27,6 +26,8 @@ import warnings
 from pathlib import Path
 
 import torch
+
+from .registry import IDENTITY_HEX, file_sha256
 
 BIGVGAN_44K_ID = "nvidia/bigvgan_v2_44khz_128band_512x"
 BIGVGAN_CONFIG_FILE = "config.json"
@@ -81,12 +82,8 @@ def build_bigvgan(config: dict):
         return mod.BigVGAN(AttrDict(dict(config)), use_cuda_kernel=False)
 
 
-def file_digest(path: str | Path, n_hex: int = 12) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()[:n_hex]
+def file_digest(path: str | Path, n_hex: int = IDENTITY_HEX) -> str:
+    return file_sha256(path)[:n_hex]
 
 
 def strict_load(module: torch.nn.Module, state: dict, what: str) -> None:

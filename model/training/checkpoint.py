@@ -18,7 +18,6 @@ newest valid one (an interrupted write or a damaged file is skipped).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -29,11 +28,12 @@ from typing import Any
 
 import torch
 
+from model.encoders.registry import file_sha256
+
 CHECKPOINT_DIR = "checkpoints"
 STEP_DIR_RE = re.compile(r"^step-(\d{7,})$")
 META = "meta.json"
 FORMAT_VERSION = 1
-_HASH_CHUNK = 1 << 20
 
 
 class CheckpointError(ValueError):
@@ -42,14 +42,6 @@ class CheckpointError(ValueError):
 
 def step_dir_name(step: int) -> str:
     return f"step-{step:07d}"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -72,7 +64,7 @@ def _list_files(root: Path) -> dict[str, dict]:
             rel = p.relative_to(root).as_posix()
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
-            out[rel] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+            out[rel] = {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
     return out
 
 
@@ -163,7 +155,7 @@ def read_meta(path: str | Path, verify: bool = True) -> dict:
                 raise CheckpointError(f"{path}: {rel} is missing")
             if f.stat().st_size != info["bytes"]:
                 raise CheckpointError(f"{path}: {rel} has {f.stat().st_size} bytes, meta.json says {info['bytes']}")
-            if _sha256(f) != info["sha256"]:
+            if file_sha256(f) != info["sha256"]:
                 raise CheckpointError(f"{path}: {rel} does not match its sha256 in meta.json")
     return meta
 
