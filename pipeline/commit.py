@@ -24,7 +24,8 @@ def part_name(partition: int) -> str:
     return f"part-{partition:05d}"
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync a directory (its renames durable); a filesystem that cannot is left as it is."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -46,7 +47,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> dict:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
 

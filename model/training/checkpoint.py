@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from model.encoders.registry import file_sha256
+from pipeline.commit import fsync_dir
 
 CHECKPOINT_DIR = "checkpoints"
 STEP_DIR_RE = re.compile(r"^step-(\d{7,})$")
@@ -42,19 +43,6 @@ class CheckpointError(ValueError):
 
 def step_dir_name(step: int) -> str:
     return f"step-{step:07d}"
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _list_files(root: Path) -> dict[str, dict]:
@@ -108,7 +96,7 @@ def commit_checkpoint(tmp: Path, step: int, meta: dict) -> Path:
     if final.exists():  # a re-run of the same step (resume after a crash that followed the rename)
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _fsync_dir(tmp.parent)
+    fsync_dir(tmp.parent)
     return final
 
 

